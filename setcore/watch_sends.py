@@ -95,9 +95,13 @@ stream came back handed back to a sender that had given up no place, queued by n
 So a stream records which sender has it (``WatchStream.handed_out``), and the watch
 reads, gives up and cancels a send through that sender's entry only. What holds: a send's
 place is given up only in the hold of the senders' lock that marks its own sender
-placeless, so a stream comes back handed back only to a sender that queues it again; an
-entry whose stream has gone idle sees and does nothing to it, and its ``_sent`` counts
-its own sends only (their place, and whether they were cancelled).
+placeless, so a stream comes back handed back only to a sender that gave its place up;
+an entry whose stream has gone idle sees and does nothing to it, and its ``_sent`` counts
+its own sends only (their place, and whether the call was cancelled: by their stall, or
+before, if the stream was handed back to the senders cancelled). And ``_sent`` queues
+any stream handed back, whatever its sender's place: busy, it is queued by no one else,
+so a route to a stream handed back to a sender holding a place, were one ever opened,
+would leave it told nothing more, ended at no stop; queued, it is sent to again.
 
 A thread that fails to start (the process's thread limit) is not counted: the streams it
 was for stay queued, and the next ``run``, or the watch's next look, starts one again.
@@ -272,10 +276,11 @@ class Senders:
 
     def _sent(self, me: object, stream: WatchStream, handed_back: bool) -> None:
         # Under the lock: ``me``'s sends on ``stream`` are over (completed, or its call
-        # cancelled). If they held a place (they gave none up), its peer's oldest stream
-        # aside, if any, is next, ahead of those queued after it (module docstring); if
-        # not, the stream, if ``handed_back`` busy (``WatchStream.__call__``), is queued
-        # first, to wait for a place.
+        # cancelled). The stream, if ``handed_back`` busy (``WatchStream.__call__``), is
+        # queued first, to wait for a place, whatever place ``me`` held: busy, it is
+        # queued by no one else (module docstring). If they held a place (they gave none
+        # up), its peer's oldest stream aside, if any, is next, ahead of it and of those
+        # queued after it.
         del self._sending[me]
         peer = stream.peer
         now = time.monotonic()
@@ -283,11 +288,11 @@ class Senders:
         cancelled = stream.cancelled_with(me)
         if not cancelled:
             self._completed[peer] = now
+        if handed_back:
+            self._ready.appendleft((now, stream))
         if me in self._placeless:
             self._placeless.discard(me)
             _count(self._placeless_per_peer, peer, -1)
-            if handed_back:
-                self._ready.appendleft((now, stream))
         else:
             _count(self._per_peer, peer, -1)
             if self._take_back(peer, now, stalled=cancelled):

@@ -206,8 +206,12 @@ class WatchStream:
             return None if began is None else (began, self.aside)
 
     def cancelled_with(self, sender: object) -> bool:
-        """The senders', once ``sender`` is done with the stream: whether its call was
-        cancelled while ``sender`` had it (not since, by the sender that has it now)."""
+        """The senders', once ``sender`` is done with the stream: whether its call is
+        cancelled and ``sender`` was the last handed the stream (not cancelled since, by
+        the sender that has it now). That is cancelled while ``sender`` had it, or
+        before: a stream handed back by a sender whose placeless send was cancelled is
+        handed out again cancelled already, and the sender it is handed to (that one
+        again, or another), which sends nothing on it, is told True too."""
         with self.lock:
             return self.cancelled and self.sender is sender
 

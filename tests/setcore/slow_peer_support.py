@@ -14,6 +14,7 @@ from typing import cast
 import grpc
 from grpc_health.v1 import health_pb2
 
+from setcore.watch_sends import Senders
 from setcore.watch_stream import WatchStream
 from tests.setcore.zero_window_support import WAIT_SECONDS
 
@@ -120,3 +121,17 @@ class Counted(Call):
 def over(calls: Sequence[Call]) -> bool:
     """Whether every call's sends are over: each told a status or cancelled."""
     return all(call.told or call.cancelled.is_set() for call in calls)
+
+
+def books_emptied(senders: Senders) -> None:
+    """Wait for ``senders``' places to be counted free (at most ``WAIT_SECONDS``): a stream
+    goes idle under its own lock, and its sender counts its send over
+    (``Senders._sent``) only at its next hold of the senders' lock, so not at once."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        with senders._lock:
+            books = (dict(senders._per_peer), dict(senders._placeless_per_peer))
+        if books == ({}, {}):
+            return
+        assert time.monotonic() < deadline, f"places still counted taken: {books}"
+        time.sleep(0.005)

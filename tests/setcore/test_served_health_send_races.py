@@ -36,7 +36,7 @@ from grpc_health.v1 import health_pb2
 from setcore import watch_sends
 from setcore.watch_sends import PEER_SENDERS, STALLED_PLACE_SECONDS, Senders
 from setcore.watch_stream import WatchStream
-from tests.setcore.slow_peer_support import SERVING, Call
+from tests.setcore.slow_peer_support import SERVING, Call, books_emptied
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STALL_SECONDS = 1.0
@@ -114,8 +114,7 @@ def test_a_give_up_as_the_send_completes_loses_no_later_status(
     _until(lambda: len(reader.told) == 4 and not stream.busy)
     told = (reader.told, stream.busy)
     assert told == ([SERVING, NOT_SERVING, SERVING, None], False), f"told, busy: {told}"
-    with senders._lock:
-        assert senders._per_peer == {} and senders._placeless_per_peer == {}
+    books_emptied(senders)
 
 
 def test_a_give_up_as_the_next_send_begins_leaves_that_send_its_place(
@@ -274,8 +273,7 @@ def test_a_send_over_gives_no_place_up_while_its_sender_picks_the_next(
     over = [when - since for since, when in given if since <= call.done[0] <= when]
     assert not over, f"a place given up {over[0]:.3f} s into a send its peer took in time"
     assert call.told == [SERVING, NOT_SERVING]
-    with senders._lock:
-        assert senders._per_peer == {} and senders._placeless_per_peer == {}
+    books_emptied(senders)
 
 
 def test_a_sender_done_with_its_stream_gives_no_place_up_for_the_next(
@@ -335,5 +333,4 @@ def test_a_sender_done_with_its_stream_gives_no_place_up_for_the_next(
     _until(lambda: len(reader.told) == 4 and not stream.busy)
     told = (reader.told, stream.busy)
     assert told == ([SERVING, NOT_SERVING, SERVING, None], False), f"told, busy: {told}"
-    with senders._lock:
-        assert senders._per_peer == {} and senders._placeless_per_peer == {}
+    books_emptied(senders)

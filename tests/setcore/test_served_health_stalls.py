@@ -123,9 +123,15 @@ def test_the_stall_watch_starts_again_once_it_has_ended(
             health_pb2.HealthCheckRequest(), timeout=WAIT_SECONDS
         )
         assert next(reader).status == SERVING
-        started = set(threading.enumerate()) - before
-        watches = [thread for thread in started if thread.name == "health-stalls"]
-        assert len(watches) == 1, "the first Watch started the stall watch"
+
+        def started() -> list[threading.Thread]:
+            return [t for t in set(threading.enumerate()) - before if t.name == "health-stalls"]
+
+        # The Watch's thread starts the stall watch after the sender, which may have told
+        # the stream its status first: looked for until it is there, not once.
+        until(lambda: bool(started()), "the first Watch started the stall watch")
+        watches = started()
+        assert len(watches) == 1, "the first Watch started one stall watch"
         reader.cancel()
         until(lambda: servicer.open_watches == 0, "the Watch left")
         watches[0].join(WAIT_SECONDS)

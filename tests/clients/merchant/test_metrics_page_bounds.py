@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,18 +56,72 @@ def _closed_by_peer(connection: socket.socket) -> bool:
         return True
 
 
-def test_idle_connections_hold_a_few_threads_at_most_and_are_shut_in_time(page: int) -> None:
-    before = threading.active_count()
-    idle = [socket.create_connection(("127.0.0.1", page)) for _ in range(IDLE)]
+class _PageThreads:
+    """The threads the page answers connections on, each counted from its start until it
+    lets its connection go (``shutdown_request``, which frees its place): the most at once,
+    as often as a look every few ms sees them, from before the first connection on.
+
+    Not the process's thread count at one moment: under load a peer's connections are
+    accepted over seconds (the listen backlog overflows and the kernel drops SYNs, each
+    retried a second later), so places are freed and taken again while it connects; a
+    thread that has let its connection go still runs its last lines as the next starts;
+    and threads that other tests left end, or start, meanwhile."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._lock = threading.Lock()
+        self.started: list[threading.Thread] = []
+        self._let_go: set[threading.Thread] = set()
+        self.most = 0
+        self._stop = threading.Event()
+        answer = metrics_http.PageServer.process_request_thread
+        shut = metrics_http.PageServer.shutdown_request
+
+        def answering(server: metrics_http.PageServer, request: Any, address: Any) -> None:
+            with self._lock:
+                self.started.append(threading.current_thread())
+            answer(server, request, address)
+
+        def let_go(server: metrics_http.PageServer, request: Any) -> None:
+            with self._lock:
+                self._let_go.add(threading.current_thread())
+            shut(server, request)
+
+        monkeypatch.setattr(metrics_http.PageServer, "process_request_thread", answering)
+        monkeypatch.setattr(metrics_http.PageServer, "shutdown_request", let_go)
+        self._looks = threading.Thread(target=self._look, daemon=True)
+        self._looks.start()
+
+    def holding(self) -> int:
+        """Threads answering a connection now."""
+        with self._lock:
+            return sum(1 for t in self.started if t.is_alive() and t not in self._let_go)
+
+    def _look(self) -> None:
+        while not self._stop.wait(0.005):
+            self.most = max(self.most, self.holding())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._looks.join(WAIT_SECONDS)
+
+
+def test_idle_connections_hold_a_few_threads_at_most_and_are_shut_in_time(
+    page: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = _PageThreads(monkeypatch)
+    idle: list[socket.socket] = []
     try:
-        time.sleep(SHORT_SECONDS / 4)  # the page has accepted them all by now
-        assert threading.active_count() - before <= PAGE_CONNECTIONS
+        idle.extend(socket.create_connection(("127.0.0.1", page)) for _ in range(IDLE))
         # Each is closed: those past the places at once, those answered once their time
         # is up. Then the page answers again.
         assert all(_closed_by_peer(connection) for connection in idle)
-        _until(lambda: threading.active_count() <= before, "the page's threads ended")
+        threads.stop()
+        assert threads.most <= PAGE_CONNECTIONS, f"{threads.most} threads answered at once"
+        assert threads.started, "no connection was answered"
+        _until(lambda: not any(t.is_alive() for t in threads.started), "the page's threads ended")
         assert samples_of(scrape_text(page))
     finally:
+        threads.stop()
         for connection in idle:
             connection.close()
 
