@@ -39,8 +39,8 @@ warning above).
 
 It reads no key, so it cannot tell whether an answer could still be built, and a
 decision seconds old is usually one whose answer is on its way (the merchant's next
-retry builds it). So a decision younger than ``SETTLE_MIN_AGE_MS`` (12 minutes: twice the
-freshness window and the merchant's retry allowance, ``gateway.ledger.settle_age`` says
+retry builds it). So a decision younger than ``SETTLE_MIN_AGE_MS`` (12 minutes 30 s: twice
+the freshness window, the retry and clock skew allowances, ``gateway.ledger.settle_age`` says
 why) by the ledger's own record of when it was decided, or dated ahead of this host's
 clock, is refused too, in the preview as with ``--yes``, saying its age, unless the
 operator says ``--younger-ok`` (knowing its answer can never be built: the merchant's

@@ -19,17 +19,25 @@ inherited by every process they fork), and nothing else. The pipe reads its end 
 the last of them is gone, however each went: then nothing writes there any more, and the
 reaper removes the directory. Neither a pid nor a process group (reused once reaped, or
 never reaped under an init that does not reap), nor a timer (a draining server writes on),
-tells of that so surely. The reaper removes only the directory it was started for: it
-holds that directory open (so its inode number cannot pass to another while it waits), the
-path must still name it, no link (the same device and inode), and ``shutil.rmtree``
-removes it through descriptors, following no symbolic link out of it. A bench that ends as
-it should has removed the directory itself, and its reaper, finding none, just ends.
+tells of that so surely. A bench that ends as it should has removed the directory itself,
+and its reaper, finding none, just ends.
+
+Both remove it the same way (``remove``), and only the directory the run made, held open
+from its making (so its inode number cannot pass to another while the run lasts). Its
+contents are removed through that descriptor, never by path, wherever it is now: a
+directory renamed in under its path meanwhile loses nothing. Its entry goes last, by name
+in its parent, only if that still names the emptied directory, through no link (the same
+device and inode): a swap in that very instant can remove an empty directory at most. No
+symbolic link is followed out of it, and no mount crossed: a directory on another mount
+(another device, or a bind mount, which keeps its source's device) is neither entered nor
+removed, nor is a file mounted over, and the directories holding it stay; the bench says
+so on its way out, the reaper (no terminal) does not.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -47,6 +55,10 @@ PREFIX = "setpay-bench-"
 REAPER_EXIT_SECONDS = 5.0
 # Bytes read from the pipe at once: nothing is written to it, its end is awaited.
 READ_BYTES = 64
+# Where Linux tells an open descriptor's mount (``_mount``).
+PROC = Path("/proc")
+# How a directory is opened to be removed through: never through a link.
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
 @dataclass(frozen=True)
@@ -85,26 +97,43 @@ def workdir(given: Path | None) -> Iterator[Workdir]:
         return
     directory = Path(tempfile.mkdtemp(prefix=PREFIX))
     try:
-        with _reaper(directory) as holds:
-            try:
-                yield Workdir(directory, holds)
-            finally:
-                shutil.rmtree(directory, ignore_errors=True)
+        held = os.open(directory, _DIRECTORY)
+    except BaseException:
+        with suppress(OSError):
+            directory.rmdir()  # just made, and empty
+        raise
+    removed = False
+    try:
+        try:
+            with _reaper(directory, held) as holds:
+                try:
+                    yield Workdir(directory, holds)
+                finally:
+                    removed = True  # before its reaper's pipe ends: it finds nothing
+                    _remove_saying(directory, held)
+        finally:
+            if not removed:  # the reaper could not be started
+                _remove_saying(directory, held)
     finally:
-        # Removed already, unless the reaper could not be started.
-        shutil.rmtree(directory, ignore_errors=True)
+        os.close(held)
+
+
+def _remove_saying(directory: Path, held: int) -> None:
+    """``remove`` it, saying on stderr what was left (a mount in it)."""
+    left = remove(directory, held)
+    if left:
+        print(
+            f"setpay bench: {directory} left: {', '.join(map(str, left))} on another mount"
+            " (neither entered nor removed)",
+            file=sys.stderr,
+        )
 
 
 @contextmanager
-def _reaper(directory: Path) -> Iterator[int]:
-    """Start the reaper of ``directory``; the write end its writers are to hold, closed
-    (and the reaper awaited, briefly) on the way out."""
-    held = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        read, write = os.pipe()  # neither inherited but as ``pass_fds`` says
-    except BaseException:
-        os.close(held)
-        raise
+def _reaper(directory: Path, held: int) -> Iterator[int]:
+    """Start the reaper of ``directory`` (``held``, an open descriptor of it); the write
+    end its writers are to hold, closed (and the reaper awaited, briefly) on the way out."""
+    read, write = os.pipe()  # neither inherited but as ``pass_fds`` says
     try:
         reaper = subprocess.Popen(
             [sys.executable, "-m", "cli.bench_workdir", str(read), str(held), str(directory)],
@@ -116,7 +145,6 @@ def _reaper(directory: Path) -> Iterator[int]:
         raise
     finally:
         os.close(read)
-        os.close(held)
     try:
         yield write
     finally:
@@ -126,16 +154,93 @@ def _reaper(directory: Path) -> Iterator[int]:
 
 
 def reap(fd: int, directory: Path, held: int) -> None:
-    """Wait for the end of the pipe ``fd``, then remove ``directory`` if it still names the
-    directory ``held`` (an open descriptor of it) is, through no link."""
+    """Wait for the end of the pipe ``fd``, then ``remove`` the directory ``held`` (an open
+    descriptor of it), and its entry ``directory`` if that still names it."""
     while os.read(fd, READ_BYTES):
         pass  # nothing is meant to be written: dropped
+    remove(directory, held)  # what a mount kept is left unsaid: no terminal to say it on
+
+
+def remove(directory: Path, held: int) -> list[Path]:
+    """Empty the directory ``held`` is, through it, wherever it is now; then remove its
+    entry ``directory`` if that still names it (the module docstring). The entries left
+    for being on another mount (with them, the directories holding them). Whatever else
+    fails (an entry gone meanwhile, a permission) is passed over, as ``shutil.rmtree``
+    did."""
+    left: list[Path] = []
+    _empty(held, _mount(held), directory, left)  # removed already: nothing in it
+    if left:
+        return left
     try:
-        found = os.lstat(directory)
-    except FileNotFoundError:
-        return  # the bench removed it
-    if stat.S_ISDIR(found.st_mode) and os.path.samestat(found, os.fstat(held)):
-        shutil.rmtree(directory, ignore_errors=True)
+        parent = os.open(directory.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return left  # its parent gone: so is it
+    try:
+        if _names(parent, directory.name, held):
+            with suppress(OSError):
+                os.rmdir(directory.name, dir_fd=parent)
+    finally:
+        os.close(parent)
+    return left
+
+
+def _names(parent: int, name: str, held: int) -> bool:
+    """Whether ``name`` in ``parent`` is the directory ``held`` is, through no link."""
+    try:
+        found = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISDIR(found.st_mode) and os.path.samestat(found, os.fstat(held))
+
+
+def _empty(fd: int, mount: tuple[int, int | None], at: Path, left: list[Path]) -> None:
+    """Remove what the directory ``fd`` (at ``at``) holds, on its ``mount`` only, adding
+    what another mount kept to ``left``."""
+    try:
+        with os.scandir(fd) as entries:
+            found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    except OSError:
+        return  # unreadable: left, and the directories holding it with it
+    for name, is_dir in found:
+        if not (is_dir and _emptied(fd, name, mount, at / name, left)):
+            try:
+                os.unlink(name, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno == errno.EBUSY:
+                    left.append(at / name)  # a file mounted over: Linux unlinks no mount point
+
+
+def _emptied(fd: int, name: str, mount: tuple[int, int | None], at: Path, left: list[Path]) -> bool:
+    """Empty and remove the directory ``name`` in ``fd`` (at ``at``), unless it is on
+    another mount (then ``left``); False if it is not one to open (gone, or no longer a
+    directory: a link now, say)."""
+    try:
+        child = os.open(name, _DIRECTORY, dir_fd=fd)
+    except OSError:
+        return False
+    try:
+        if _mount(child) != mount:
+            left.append(at)
+            return True
+        _empty(child, mount, at, left)
+        if _names(fd, name, child):
+            with suppress(OSError):
+                os.rmdir(name, dir_fd=fd)  # fails (not empty) if something was left in it
+    finally:
+        os.close(child)
+    return True
+
+
+def _mount(fd: int) -> tuple[int, int | None]:
+    """The device and the mount of the open ``fd``: a bind mount keeps its source's device,
+    so Linux's mount id (``/proc``) tells it apart; None where the system does not say."""
+    device = os.fstat(fd).st_dev
+    with suppress(OSError, ValueError):
+        for line in (PROC / "self" / "fdinfo" / str(fd)).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "mnt_id":
+                return device, int(value)
+    return device, None
 
 
 def main(argv: list[str]) -> int:

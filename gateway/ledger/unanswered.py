@@ -31,7 +31,7 @@ decision milliseconds old is usually one whose answer is on its way. So ``settle
 refuses, in the same statement, one decided less than ``settle_age.SETTLE_MIN_AGE_MS``
 ago by the ledger's own record (``created_at_ms``; one dated ahead of the clock too),
 unless its caller passes no minimum: the operator's say-so (``settle_age`` says why
-12 minutes).
+12 minutes 30 s).
 
 Nothing here reads or shows a PAN: an outcome names accounts and holds by their ids, and
 the merchant is read through the hold's merchant account. A reason is the operator's
