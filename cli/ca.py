@@ -212,17 +212,26 @@ def _out_refusal(out: Path, name: str) -> str | None:
 
     Said before the bank is opened: ``mkdir`` met a file there with the OSError's own
     text ("[Errno 17] File exists"), which read as if a file of the certificate's were
-    in the way, not the directory named."""
-    for place in (out, *out.parents):
-        if place.is_dir():
-            return None
-        if place.exists() or place.is_symlink():  # a dangling link is in the way too
-            where = "" if place == out else f" ({place}, on its path)"
-            return (
-                f"--out {out}: a file is there{where}, not a directory: issue-tls writes "
-                f"{name}.pem, {name}.key and {TLS_ROOT_FILE} into a directory, and overwrites"
-                " no file; nothing written"
-            )
+    in the way, not the directory named.
+
+    A place that cannot be looked at (a name too long, a parent that cannot be searched)
+    is said so, with nothing written: ``is_dir`` and ``exists`` raise for it, which ended
+    the command in a traceback."""
+    try:
+        for place in (out, *out.parents):
+            if place.is_dir():
+                return None
+            if place.exists() or place.is_symlink():  # a dangling link is in the way too
+                where = "" if place == out else f" ({place}, on its path)"
+                return (
+                    f"--out {out}: a file is there{where}, not a directory: issue-tls writes "
+                    f"{name}.pem, {name}.key and {TLS_ROOT_FILE} into a directory, and "
+                    "overwrites no file; nothing written"
+                )
+    except OSError as exc:
+        looked = exc.filename if exc.filename is not None else out
+        where = "" if str(looked) == str(out) else f" ({looked}, on its path)"
+        return f"--out {out}: {exc.strerror or type(exc).__name__}{where}; nothing written"
     return None
 
 

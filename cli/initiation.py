@@ -13,6 +13,7 @@ from pathlib import Path
 from cli.number_options import MAX_AMOUNT, bound_text, read_whole
 from cli.order_options import lid_m_from_hex, order_description
 from cli.party_options import UsageError
+from cli.usage_errors import shown_path
 from clients.errors import ClientError
 from clients.wallet.config import WalletConfig
 from clients.wallet.purchases import Initiation
@@ -103,14 +104,16 @@ def _amount(value: object, what: str) -> int:
 
 
 def read_bounded(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of a small file the command reads whole: at most ``limit`` of them."""
+    """The bytes of a small file the command reads whole: at most ``limit`` of them. A
+    refusal names the file but for a card number typed for it (``wallet register --card``
+    given the number, not the bank's card file: ``cli.usage_errors.shown_path``)."""
     try:
         with path.open("rb") as handle:
             data = handle.read(limit + 1)
     except OSError as exc:
-        raise ClientError(f"cannot read {path}: {exc.strerror}") from None
+        raise ClientError(f"cannot read {shown_path(path)}: {exc.strerror}") from None
     if len(data) > limit:
-        raise ClientError(f"{path} is too large to be {what}")
+        raise ClientError(f"{shown_path(path)} is too large to be {what}")
     return data
 
 

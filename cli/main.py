@@ -83,11 +83,25 @@ class _Parser(argparse.ArgumentParser):
 
     A usage error repeats what was typed (``unrecognized arguments: 1111 1111 1111``):
     its message is said, with the same words and status, with no card number in it
-    (``cli.usage_errors``).
+    (``cli.usage_errors``). What is one is judged on the message and on the words the
+    parser was given (``_typed``): only those tell the rest of a card in one word
+    (``--description 4539 148803436467`` leaves ``148803436467``) from a number. They are
+    kept by the parse itself, not by ``main``, so that the program, ``main(argv)`` and a
+    parser a test builds mask alike; a subcommand's parser is given the words after its
+    name, and says the errors about them.
     """
 
+    # The words the last parse was given (``sys.argv[1:]`` when none were).
+    _typed: tuple[str, ...] = ()
+
+    def parse_known_args(  # type: ignore[override] # typeshed's overloads, one signature
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._typed = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
-        super().error(usage_errors.without_card_numbers(message))
+        super().error(usage_errors.without_card_numbers(message, self._typed))
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         if message and file is not None and file is sys.stdout:

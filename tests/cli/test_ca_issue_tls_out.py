@@ -4,6 +4,7 @@ in the way, with nothing written nor the bank opened, not with the OSError's own
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -78,3 +79,41 @@ def test_a_new_directory_is_still_made(
     code, stdout, _ = _issue(made, out, capsys)
     assert code == 0 and stdout.startswith("wrote ")
     assert sorted(os.listdir(out)) == ["root.pem", "shop-7.key", "shop-7.pem"]
+
+
+def test_a_name_too_long_on_the_out_path_is_refused_plainly(
+    made: InitResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``is_dir`` raises for a name past the file system's limit: the refusal said it,
+    not a traceback out of ``run``."""
+    out = tmp_path / ("a" * 300) / "certs"
+    code, stdout, err = _issue(made, out, capsys)
+    assert (code, stdout) == (1, "")
+    assert err == f"setpay ca issue-tls: --out {out}: File name too long; nothing written\n"
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_parent_that_cannot_be_searched_is_named(
+    made: InitResult,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EACCES, as a directory of mode 000 gives any user but root: the place looked at
+    is named when it is not ``--out`` itself."""
+    locked = tmp_path / "locked"
+    out = locked / "certs"
+    looked_at = Path.is_dir
+
+    def is_dir(place: Path) -> bool:
+        if place == out:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(locked))
+        return looked_at(place)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    code, stdout, err = _issue(made, out, capsys)
+    assert (code, stdout) == (1, "")
+    assert err == (
+        f"setpay ca issue-tls: --out {out}: Permission denied ({locked}, on its path); "
+        "nothing written\n"
+    )

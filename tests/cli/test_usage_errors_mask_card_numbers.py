@@ -2,7 +2,9 @@
 (``unrecognized arguments: ...``, ``invalid choice: '...'``, ``invalid int value``), and
 a card number typed into the wrong place, in one word or in its groups, was written on
 standard error whole, or all but the group an option took. Every parser of ``setpay``
-now masks it as ``mask_pan`` does, keeping argparse's words and status 2."""
+now masks it as ``mask_pan`` does, keeping argparse's words and status 2: grouped with
+any character but a letter, and its rest left in one word (or two groups) judged on the
+words typed, not on the message alone."""
 
 from __future__ import annotations
 
@@ -73,6 +75,12 @@ def test_the_card_is_one() -> None:
          "setpay: error: argument --log-level: invalid choice: '453957******1486' (choose"),
         (["health", "--target", "h:1", SPACED],
          "setpay: error: unrecognized arguments: 4539 57** **** 1486"),
+        # Grouped with what no list of separators named: direction marks (copied from a
+        # right-to-left page), fullwidth hyphens (a Japanese input method).
+        (["wallet", "show", SPACED.replace(" ", "\u200e")],
+         "setpay: error: unrecognized arguments: 4539\u200e57**\u200e****\u200e1486"),
+        (["--log-level", SPACED.replace(" ", "\uff0d"), "keys"],
+         "argument --log-level: invalid choice: '4539\uff0d57**\uff0d****\uff0d1486' (choose"),
     ],
 )  # fmt: skip
 def test_a_card_number_typed_by_mistake_is_masked(argv: list[str], said: str) -> None:
@@ -81,6 +89,59 @@ def test_a_card_number_typed_by_mistake_is_masked(argv: list[str], said: str) ->
     assert said in done.stderr
     assert done.stdout == ""
     assert _shows_no_hidden_digit(done.stderr)
+
+
+# The rest of a card the message alone cannot tell from a number: one word of 9 to 12
+# digits, or the last two groups, after an option (and a positional) took the first.
+_REST_LEFT = [
+    (["merchant", "orders", "new", "--amount", "5", "--description", "4539", CARD[4:]],
+     "setpay: error: unrecognized arguments: 57******1486\n"),
+    (["merchant", "orders", "new", "--amount", "5", "--description=4539", CARD[4:]],
+     "setpay: error: unrecognized arguments: 57******1486\n"),
+    (["merchant", "orders", "new", "--amount", "5", "--description", "3782", "82246310005"],
+     "setpay: error: unrecognized arguments: 8******0005\n"),
+    (["merchant", "orders", "new", "--amount", "5", "--description", "4222", "222222222"],
+     "setpay: error: unrecognized arguments: *****2222\n"),
+    (["merchant", "capture", "--amount", *SPACED.split()],
+     "setpay: error: unrecognized arguments: **** 1486\n"),
+    (["wallet", "--dir", "4539", CARD[4:]],
+     "setpay wallet: error: argument wallet_command: invalid choice: '57******1486' (choose"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "said"), _REST_LEFT)
+def test_the_rest_of_a_card_is_masked_by_the_words_typed(argv: list[str], said: str) -> None:
+    done = _setpay(*argv)
+    assert done.returncode == USAGE
+    assert said in done.stderr
+    assert _shows_no_hidden_digit(done.stderr)
+
+
+@pytest.mark.parametrize(("argv", "said"), _REST_LEFT)
+def test_main_called_with_words_masks_as_the_program(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == USAGE
+    assert said in capsys.readouterr().err
+
+
+def test_a_card_of_repeated_groups_shows_what_each_place_does() -> None:
+    """``1111`` is shown at the card's end, hidden in its middle: hidden."""
+    typed = ["merchant", "capture", "--amount", "4111", "1111", "1111", "1111"]
+    message = "unrecognized arguments: 1111 1111"
+    assert without_card_numbers(message, typed) == "unrecognized arguments: **** ****"
+
+
+def test_the_words_typed_mask_only_a_card_numbers_digits() -> None:
+    """Numbers typed beside one another, fewer digits together than a card number, are
+    repeated as typed; a word of the card not in the message changes nothing."""
+    typed = ["bench", "authorize", "--rate", "500", "--seconds", "10", "120", "4500"]
+    message = "unrecognized arguments: 120 4500"
+    assert without_card_numbers(message, typed) == message
+    typed = ["merchant", "capture", "--amount", *SPACED.split()]
+    assert without_card_numbers("invalid choice: 'capturer'", typed) == "invalid choice: 'capturer'"
 
 
 def test_an_invalid_int_value_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,8 +193,19 @@ def test_every_parser_masks() -> None:
         ("2222 22222", "**** **222"),
         # More than a card number: one with its expiry and security code, nothing shown.
         ("4539 5787 6362 1486 12/28 123", "**** **** **** **** **/** ***"),
+        # Any character but a letter between the groups: a list of separators missed
+        # these, and the card went out whole.
+        ("4539\uff0d5787\uff0d6362\uff0d1486", "4539\uff0d57**\uff0d****\uff0d1486"),
+        ("\uff14\uff15\uff13\uff19\u30fb\uff15\uff17\uff18\uff17\u30fb6362\u30fb1486",
+         "\uff14\uff15\uff13\uff19\u30fb\uff15\uff17**\u30fb****\u30fb1486"),
+        ("4539\u200e5787\u200e6362\u200e1486", "4539\u200e57**\u200e****\u200e1486"),
+        ("4539\u00b75787\u00b76362\u00b71486", "4539\u00b757**\u00b7****\u00b71486"),
+        ("4539\u2027 5787\u2027 6362\u2027 1486", "4539\u2027 57**\u2027 ****\u2027 1486"),
+        ("4539\u066c5787\u066c6362\u066c1486", "4539\u066c57**\u066c****\u066c1486"),
+        ("4539'5787'6362'1486", "4539'57**'****'1486"),
+        ("4539:5787:6362:1486", "4539:57**:****:1486"),
     ],
-)
+)  # fmt: skip
 def test_what_is_masked(typed: str, shown: str) -> None:
     message = f"unrecognized arguments: {typed} --verbose"
     assert without_card_numbers(message) == f"unrecognized arguments: {shown} --verbose"
