@@ -34,6 +34,7 @@ from gateway.environment import METRICS_ANY_PORT, MetricsPort, parse_metrics_por
 from gateway.ports import write_port_file
 from gateway.process import warn_pin_file_in_bank
 from gateway.stop_signals import open_lifeline
+from gateway.worker import CALLS_CUT
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -137,11 +138,24 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
 
 def serve(args: argparse.Namespace, config: BankConfig) -> int:
     """Serve until SIGTERM or SIGINT; then drain within the grace period; the exit status
-    (``gateway.workers``)."""
+    (``gateway.workers``), said in one line once every process of the bank has gone."""
     warn_pin_file_in_bank(config)  # once for the bank, as the TLS certificate is judged
-    return workers.serve(
+    code = workers.serve(
         config, on_ready=lambda bound: _announce(args, config, bound), lifeline=args.lifeline_fd
     )
+    # Printed as the serving line is, not logged: the stop is no warning, and at the
+    # default level (WARNING) the log says nothing of a stop that went well, so an
+    # operator's Ctrl-C went unanswered. What failed or was cut was logged above.
+    print(f"setpay gateway: stopped{_STOPPED.get(code, f' (exit {code})')}", flush=True)
+    return code
+
+
+# How the bank stopped, by exit status (``gateway.workers``), after "stopped".
+_STOPPED = {
+    0: "",
+    1: " (exit 1: a process failed, said above)",
+    CALLS_CUT: " (exit 3: calls still in flight at the end of the grace period were cut)",
+}
 
 
 def run(args: argparse.Namespace) -> int:

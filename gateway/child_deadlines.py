@@ -15,7 +15,8 @@ is given until its start is due first (``stop_deadline``), but a retried replace
 is not: its start failed or hung before, and a stop is not held for it. The ledger
 process, asked to stop only once the last worker has gone, is due no earlier than any
 worker (``StopDeadlines``). A child past its deadline is killed (``StopDeadlines.kill_stragglers``):
-an error, but for a replacement that never served (``spared``), whose kill fails no stop.
+an error, but for a replacement that never served (``spared_at_stop``: a worker's, or a
+ledger process started again once the bank had served), whose kill fails no stop.
 """
 
 from __future__ import annotations
@@ -84,6 +85,18 @@ def spared(child: WatchedChild) -> bool:
     return child.replaces and not child.ready and child.index != LEDGER_INDEX
 
 
+def spared_at_stop(child: WatchedChild) -> bool:
+    """Whether ``child``'s end as the bank stops, killed or of a start fault that passes by
+    itself, fails no stop: a replacement worker that never served (``spared``), or a
+    ledger process started again once the bank had served that never served. That one
+    commits nothing, and the fault it meets is the ledger busy (another program holding
+    its write lock: ``gateway.restarts``), which may end its try as the workers drain:
+    counted as failed, a clean stop during a ledger outage exited 1. Only at the stop: a
+    ledger process late in its start still stops the bank (``late_starts``)."""
+    ledger_retried = child.index == LEDGER_INDEX and child.replaces and not child.ready
+    return spared(child) or ledger_retried
+
+
 def late_fault() -> str:
     """The fault a replacement killed for not serving in time is given, as a child reports
     one on its ready pipe (``gateway.child.fault_line``): one that passes by itself."""
@@ -126,7 +139,7 @@ class StopDeadlines:
         killed = []
         for child in children:
             if now > due[child.pid] and not child.killed:
-                if spared(child):  # its kill fails no stop (``gateway.workers``)
+                if spared_at_stop(child):  # its kill fails no stop (``gateway.workers``)
                     log.warning(
                         "%s (pid %d), a replacement that never served, did not stop: "
                         "killing it", child.name, child.pid,

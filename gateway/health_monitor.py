@@ -82,7 +82,13 @@ class WatchEndingHealth(ServedHealth):
 
 
 class HealthMonitor:
-    """Feeds grpc.health.v1 from probes of the key backend and the database."""
+    """Feeds grpc.health.v1 from probes of the key backend and the database.
+
+    A probe's failure is logged once per cause, at WARNING, then at DEBUG while it fails
+    so, and its recovery at INFO: every probe runs each second in every worker, and a
+    minute of the ledger away (its process started again while another program held the
+    write lock) logged "health probe failed: StoreAway" twice a second per worker, most
+    of the bank's log. A new cause is logged again at WARNING."""
 
     def __init__(
         self,
@@ -105,8 +111,15 @@ class HealthMonitor:
         self._publishing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
         self.serving = False
+        # Per probe (by its place in ``probes``) failing now: the cause logged.
+        self._failing: dict[int, str] = {}
 
-    def _set(self, serving: bool) -> None:
+    def _set(self, serving: bool, *, asked: bool = False) -> None:
+        """Publish ``serving`` for every name; log a change. NOT_SERVING is a warning when a
+        probe failed, and a detail (DEBUG) when ``asked`` (``stop``): the stop was asked
+        for, and is said once per process by whoever asked (a worker's "stop signal
+        received; NOT_SERVING ..."). At WARNING, a Ctrl-C on ``setpay gateway serve`` was
+        answered by four identical warnings, one per server of each worker."""
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -115,23 +128,35 @@ class HealthMonitor:
         for name in self._services:
             self._servicer.set(name, status)
         if serving != self.serving:
-            log.log(logging.INFO if serving else logging.WARNING, "health: %s",
-                    "SERVING" if serving else "NOT_SERVING")  # fmt: skip
+            level = logging.INFO if serving else logging.DEBUG if asked else logging.WARNING
+            log.log(level, "health: %s", "SERVING" if serving else "NOT_SERVING")
         self.serving = serving
 
     def probe(self) -> bool:
         """Run every probe once; set and return the resulting health."""
         ok = True
-        for probe in self._probes:
+        for place, probe in enumerate(self._probes):
             try:
                 probe()
             except Exception as exc:  # noqa: BLE001 - any failure means not serving
-                log.warning("health probe failed: %s", type(exc).__name__)
+                self._failed(place, type(exc).__name__)
                 ok = False
+            else:
+                cause = self._failing.pop(place, None)
+                if cause is not None:
+                    log.info("health probe passes again (it failed: %s)", cause)
         with self._publishing:
             if not self._stop.is_set():
                 self._set(ok)
         return ok
+
+    def _failed(self, place: int, cause: str) -> None:
+        """Log that the probe at ``place`` failed of ``cause``: at WARNING unless it failed
+        so last time (the class docstring)."""
+        repeated = self._failing.get(place) == cause
+        self._failing[place] = cause
+        log.log(logging.DEBUG if repeated else logging.WARNING, "health probe failed: %s",
+                cause)  # fmt: skip
 
     def start(self) -> None:
         """Probe once now, then every interval in the background."""
@@ -147,5 +172,5 @@ class HealthMonitor:
         Watch streams, which would otherwise hold the server's stop for its grace period."""
         with self._publishing:
             self._stop.set()
-            self._set(False)
+            self._set(False, asked=True)
         self._servicer.end_watches()

@@ -12,7 +12,10 @@ another on the same socket path; meanwhile the workers answer UNAVAILABLE. One t
 start as another program holds the ledger's write lock past the busy timeout (``StoreBusy``:
 an operator's shell, a VACUUM) is started again until it serves or the ledger has gone a
 minute unserved; any other fault as it starts (a damaged ledger) stops the bank
-(``gateway.restarts``).
+(``gateway.restarts``). Asked to stop as it waits out that lock, it gives up the wait at
+once and exits 0: a stop, not a failed start. It waited the busy timeout out (twice when
+the signal cut SQLite's wait short), then exited 1, and a clean stop of the bank during a
+ledger outage said it failed.
 
 The socket's directory is created by the supervisor with mode 0700 under the system's
 temporary directory, so its path stays far below the 108 bytes a Unix socket path may
@@ -36,7 +39,7 @@ from pathlib import Path
 from gateway import metrics, scheduling
 from gateway.config import BankConfig
 from gateway.demand import DemandBoard, SharedDemand, demand_path
-from gateway.ledger import SqliteLedgerStore
+from gateway.ledger import SqliteLedgerStore, StoreBusy
 from gateway.ledger.service import MAX_CONNECTIONS, LedgerService
 from gateway.stop_signals import StopSignals
 
@@ -100,6 +103,24 @@ def _name_this_process() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, PROCESS_NAME, 0, 0, 0)
 
 
+class _StopAsked:
+    """Whether the ledger process was asked to stop, once known kept: the store's opening
+    asks as it waits out a busy ledger (``SqliteLedgerStore``'s ``stopped``), taking the
+    signal off the pipe that the serving loop waits on after."""
+
+    def __init__(self, signals: StopSignals) -> None:
+        self._signals = signals
+        self._asked = False
+
+    def __call__(self) -> bool:
+        return self.wait(0)
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a stop; whether one was asked for, then or before."""
+        self._asked = self._asked or self._signals.wait(seconds)
+        return self._asked
+
+
 class LedgerSocket:
     """A private directory holding the ledger service's socket; removed on ``close``."""
 
@@ -145,7 +166,16 @@ def run_ledger_process(
         metrics.enable(0)
         observer = metrics.ledger_commit
     demand = SharedDemand(DemandBoard(demand_path(path)))
-    store = SqliteLedgerStore(url[len("sqlite:") :], observer=observer, cpu=demand)
+    stopped = _StopAsked(stopping)
+    try:
+        store = SqliteLedgerStore(
+            url[len("sqlite:") :], observer=observer, cpu=demand, stopped=stopped
+        )
+    except StoreBusy:
+        if not stopped():
+            raise  # a fault line: started again while the ledger is busy (the docstring)
+        log.info("ledger process stopped while another program held the ledger's write lock")
+        return 0
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a ledger process that died
     connections = descriptors_for(connections_needed(config))
@@ -167,7 +197,7 @@ def run_ledger_process(
     os.write(ready_fd, b"ledger\n")
     os.close(ready_fd)
     log.info("ledger process serving the SQLite ledger (pid %d)", os.getpid())
-    while not stopping.wait(PARENT_CHECK_SECONDS):
+    while not stopped.wait(PARENT_CHECK_SECONDS):  # a stop asked as it opened too
         if os.getppid() != supervisor_pid:
             log.error("ledger process: the supervisor is gone; stopping")
             break

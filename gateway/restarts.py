@@ -49,16 +49,18 @@ recorded: a PIN from the environment, a record that could not be written, which 
 lock a real HSM's user PIN), a damaged or foreign ledger, a password the database
 refuses do not pass by themselves, and starting again would fail again. So does any
 start failure at the bank's first start. The ledger process, started again once the
-bank has served, that fails of a fault that passes (the ledger busy: another program
-kept SQLite's write lock past the busy timeout as it opened the store) is started again
-at once, each try lasting that timeout (5 s), until the ledger has not been served for
+bank has served, that fails of the ledger busy (``StoreBusy``: another program kept
+SQLite's write lock past the busy timeout as it opened the store) is started again at
+once, each try lasting that timeout (5 s), until the ledger has not been served for
 RESTART_WINDOW_SECONDS since the last ledger process that served died; a failure after
 that stops the bank, as does any other start failure of the ledger process (a damaged
-ledger). Taken for lasting, a ledger process killed while an operator's shell held the
-write lock stopped the bank, though the lock was let go seconds later. The child reports
-its cause on its ready pipe (``gateway.child``); a cause already reported for the index
-is logged once, not on every try (``known_fault``), until the index serves again; with
-nothing serving, each try is said at WARNING, with how long nothing has served.
+ledger), of a cause that passes too: none other has a try that waits so, and started
+again at once it would be a tight loop (``ledger_busy``). Taken for lasting, a ledger
+process killed while an operator's shell held the write lock stopped the bank, though
+the lock was let go seconds later. The child reports its cause on its ready pipe
+(``gateway.child``); a cause already reported for the index is logged once, not on
+every try (``known_fault``), until the index serves again; with nothing serving, each
+try is said at WARNING, with how long nothing has served.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.child import LEDGER_INDEX, passes
+from gateway.child import LEDGER_INDEX, PASSING_MARK, passes
+from gateway.ledger import StoreBusy
 
 log = logging.getLogger("setpay.workers")
 
@@ -92,6 +95,18 @@ MAX_BACKOFF_SECONDS = 30.0
 # death is a rare crash again, restarted at once. A minute is longer than a client's
 # retries of one request and far shorter than the interval between real crashes.
 STEADY_SECONDS = 60.0
+# How the ledger busy starts a fault line (``gateway.child.fault_line``): the ledger's
+# ``StoreBusy`` (the ledger process opens no ca.db, whose own StoreBusy is named alike).
+_LEDGER_BUSY = f"{PASSING_MARK}{StoreBusy.__name__}: "
+
+
+def ledger_busy(fault: str | None) -> bool:
+    """Whether a ledger process's reported start fault is the ledger busy, the one it is
+    started again at once for (the module docstring): its every try waits out the store's
+    busy timeout first (``gateway.ledger.sqlite``), so the loop is no tighter than that.
+    Not any fault that passes: the ledger process's StoreAway, a token away or a start
+    killed as late would be tried again as fast as it fails."""
+    return fault is not None and fault.startswith(_LEDGER_BUSY)
 
 
 @dataclass
@@ -236,7 +251,7 @@ class Restarts:
         process is started at once."""
         ledger = index == LEDGER_INDEX
         if ready_at is None:
-            if ledger and self.opened and passes(fault):
+            if ledger and self.opened and ledger_busy(fault):
                 return self._ledger_start_failed(fault)
             if ledger or not self.opened or not passes(fault):
                 # Starting again would fail again, and serve nothing meanwhile.
@@ -273,11 +288,10 @@ class Restarts:
 
     def _ledger_start_failed(self, fault: str | None) -> str | None:
         """The ledger process, started again once the bank has served, failed to start of
-        a fault that passes (the ledger busy: another program holds SQLite's write lock):
-        why the bank stops, once the ledger has not been served for RESTART_WINDOW_SECONDS
+        the ledger busy (``ledger_busy``: another program holds SQLite's write lock): why
+        the bank stops, once the ledger has not been served for RESTART_WINDOW_SECONDS
         since the last ledger process that served died; until then None, and it is
-        started again at once (the module docstring). Each try waits out the store's busy
-        timeout before it fails (``gateway.ledger.sqlite``): no tighter loop than that."""
+        started again at once (the module docstring)."""
         now = self._clock()
         if self._ledger_served is None:
             self._ledger_served = now

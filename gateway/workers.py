@@ -24,11 +24,11 @@ serves (a wrong PIN, a missing token or file) stops the bank at once: starting i
 would fail again. Once the bank has served, a replacement that fails so while another
 worker serves is started again after the back-off instead, its cause (reported on its
 ready pipe) logged once (``gateway.restarts``); so is one stuck in its start, killed once
-its start is due. A replacement that never served ends with a stop, killed or of such a
-cause, without failing it (``gateway.child_deadlines.spared``). A worker that dies while
-serving is started again after a back-off that grows while its index keeps crashing (the
-loop wakes for it); the bank gives up (exit 1) only on a crash loop with no worker serving
-(``gateway.restarts``).
+its start is due. A replacement that never served, a ledger process's too, ends with a
+stop, killed or of such a cause, without failing it (``spared_at_stop`` in
+``gateway.child_deadlines``). A worker that dies while serving is started again after a
+back-off that grows while its index keeps crashing (the loop wakes for it); the bank
+gives up (exit 1) only on a crash loop with no worker serving (``gateway.restarts``).
 
 Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SIGTERM
 (one more is answered "already stopping" in the log). Both are held from the moment
@@ -47,7 +47,9 @@ The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one mo
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
 first, the workers once it serves; it is restarted at once if it dies (workers due to
 start meanwhile wait until it serves), and stopped only after the last worker has gone,
-so draining workers keep their ledger (it ignores a terminal's Ctrl-C).
+so draining workers keep their ledger (it ignores a terminal's Ctrl-C). One that said it
+serves and died before the supervisor read its pipe died serving: its line is read as
+it is reaped, as a worker's is.
 
 Errors: ``WorkerError`` (the ledger cannot be opened, the TLS server certificate has
 ended or cannot be read, a port cannot be reserved, metrics cannot be served), from
@@ -75,7 +77,13 @@ from pathlib import Path
 from gateway import child_deadlines as deadlines
 from gateway import metrics
 from gateway.child import LEDGER_INDEX, WatchedChild, become_child, passes, withdraw_demand
-from gateway.child_deadlines import StopDeadlines, late_starts, spared, stop_seconds
+from gateway.child_deadlines import (
+    StopDeadlines,
+    late_starts,
+    spared,
+    spared_at_stop,
+    stop_seconds,
+)
 from gateway.child_exit import Stopped, ended, stopped
 from gateway.child_ready import read_ready
 from gateway.config import BankConfig
@@ -264,11 +272,17 @@ class Supervisor:
     def _ledger_exited(self, ledger: WatchedChild, code: int) -> None:
         self._ledger = None
         if ledger.ready_fd is not None and not ledger.ready:
-            read_ready(ledger, ledger.ready_fd)  # a fault it said as it exited, not yet read
+            # What it said before it exited, not yet read: a fault, or that it served (a
+            # death then, restarted as one, not a start failure stopping the bank).
+            heard = read_ready(ledger, ledger.ready_fd)
+            if heard is not None and heard.ready is not None:
+                ledger.ready_at, self._restarts.ledger_serves = time.monotonic(), True
+                log.info("ledger process serving (pid %d)", ledger.pid)
         self._close_pipe(ledger)
         if self._to_restart(ledger, code):
             self._spawn_ledger()
-            log.warning("ledger process restarted; workers reconnect on their next request")
+            if ledger.ready:  # a start failure's retry is said by ``gateway.restarts``
+                log.warning("ledger process restarted; workers reconnect on their next request")
 
     def _close_pipe(self, child: WatchedChild) -> None:
         """Stop watching ``child``'s ready pipe, if it still is."""
@@ -286,7 +300,7 @@ class Supervisor:
         """Say how ``child`` ended (``gateway.child_exit``); whether to start it again (if
         not, the bank stops)."""
         if self._stopping():
-            if spared(child) and (child.killed or passes(child.fault)):
+            if spared_at_stop(child) and (child.killed or passes(child.fault)):
                 log.info(
                     "%s (pid %d), a replacement that never served, ended with the stop: %s",
                     child.name, child.pid, ended(code, self._samples),
@@ -338,7 +352,7 @@ class Supervisor:
         now = time.monotonic()
         if self._deadlines is not None:
             killed = self._deadlines.kill_stragglers(now, self._children())
-            self._failed |= not all(spared(child) for child in killed)
+            self._failed |= not all(spared_at_stop(child) for child in killed)
             return
         start = deadlines.WORKER_START_SECONDS
         for child in late_starts(self._children(), now):

@@ -74,6 +74,12 @@ READ_WAIT_SECONDS = 10.0
 
 # Pause between tries of opening a busy database.
 OPEN_RETRY_PAUSE_SECONDS = 0.02
+# How long one try of an opening that a stop may end (``SqliteLedgerStore``'s ``stopped``)
+# waits in SQLite's busy handler: tried again up to the busy timeout, as one wait would
+# be, the stop is seen within about this. One wait of the whole timeout held a ledger
+# process asked to stop until it was over, and twice that when the stop signal cut one
+# of the handler's sleeps short (SQLite counts its sleeps as asked, not as slept).
+STOPPABLE_TRY_MS = 100
 # SQLite's primary result code for a lock another connection holds (StoreBusy); not
 # SQLITE_LOCKED (6), which ``sqlite_errors.is_busy`` counts too (the module docstring).
 _SQLITE_BUSY = 5
@@ -258,8 +264,13 @@ def _open_connection(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite
     return conn
 
 
-def _retrying_busy(opening: Callable[[], R], busy_timeout_ms: int) -> R:
-    """``opening()``, tried again while SQLite answers BUSY or LOCKED, up to the timeout.
+def _retrying_busy(
+    opening: Callable[[], R],
+    busy_timeout_ms: int,
+    stopped: Callable[[], bool] | None = None,
+) -> R:
+    """``opening()``, tried again while SQLite answers BUSY or LOCKED, up to the timeout,
+    or until ``stopped()`` says a stop was asked for (its last error raised then).
 
     Opening a WAL database while other processes open or close it (the gateway's workers
     start together) can meet SQLITE_BUSY that SQLite's busy handler never waited on (the
@@ -272,6 +283,8 @@ def _retrying_busy(opening: Callable[[], R], busy_timeout_ms: int) -> R:
             return opening()
         except sqlite3.Error as exc:
             if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            if stopped is not None and stopped():
                 raise
         time.sleep(OPEN_RETRY_PAUSE_SECONDS)
 
@@ -294,11 +307,16 @@ class SqliteLedgerStore(LedgerStore):
         *,
         cpu: CpuTurn = PROCESS_TURN,
         read_only: bool = False,
+        stopped: Callable[[], bool] | None = None,
     ) -> None:
         """Open (creating or migrating) the database at ``path`` and start the writer;
         ``cpu`` is the turn to compute its writer takes and lingers on (``group_commit``).
         ``read_only``: its reads alone, of a ledger at this code's schema version (the
-        module docstring); StoreError for any write."""
+        module docstring); StoreError for any write. ``stopped``: whether the process was
+        asked to stop, asked as the opening waits out another's write lock, in tries of
+        STOPPABLE_TRY_MS; once it says so, the opening gives up at once (StoreBusy: the
+        ledger process, asked to stop as it opens a busy ledger, stops then, not after
+        the busy timeout)."""
         self._path = os.fspath(path)
         self._config = config or SqliteStoreConfig()
         self._closed = False
@@ -312,9 +330,12 @@ class SqliteLedgerStore(LedgerStore):
                 self.close()
                 raise
             return
+        busy_ms = self._config.busy_timeout_ms
+        try_ms = busy_ms if stopped is None else min(busy_ms, STOPPABLE_TRY_MS)
         try:
-            busy_ms = self._config.busy_timeout_ms
-            _retrying_busy(lambda: _refuse_another_programs_file(self._path, busy_ms), busy_ms)
+            _retrying_busy(
+                lambda: _refuse_another_programs_file(self._path, try_ms), busy_ms, stopped
+            )
         except sqlite3.Error as exc:
             raise translate_error(exc) from exc
         try:
@@ -326,7 +347,7 @@ class SqliteLedgerStore(LedgerStore):
                 f"cannot create or narrow {os.path.basename(self._path)}: {exc.strerror}"
             ) from exc
         try:
-            _retrying_busy(self._migrate, self._config.busy_timeout_ms)
+            _retrying_busy(lambda: self._migrate(try_ms), busy_ms, stopped)
         except sqlite3.Error as exc:
             raise translate_error(exc) from exc
         self._turn = WriteTurn(f"{self._path}.write-lock", self._config.busy_timeout_ms / 1000)
@@ -355,8 +376,10 @@ class SqliteLedgerStore(LedgerStore):
             self.close()
             raise translate_error(exc) from exc
 
-    def _migrate(self) -> None:
-        conn = _connect(self._path, self._config.busy_timeout_ms, reader=False)
+    def _migrate(self, busy_timeout_ms: int) -> None:
+        """Create or migrate the schema, its BEGIN IMMEDIATE waiting ``busy_timeout_ms``
+        for another's write lock."""
+        conn = _connect(self._path, busy_timeout_ms, reader=False)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -7,6 +7,11 @@ though the lock was let go seconds later. A fault that passes (``StoreBusy``) no
 started again, until the ledger has not been served for RESTART_WINDOW_SECONDS since the
 last ledger process that served died (``gateway.restarts``); a lasting one (a damaged
 ledger) still stops the bank at once, and so does any at the bank's first start.
+
+Only the ledger busy, of the faults that pass: its every try waits out the busy timeout.
+Any fault that passes had the ledger process started again at once, and one that fails
+at once (the ledger process's StoreAway, a token away, a start killed as late) would be
+a tight loop for a minute; none of them is the ledger process's to meet by itself.
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ import logging
 import pytest
 
 from gateway.child import LEDGER_INDEX
-from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, Restarts
+from gateway.child_deadlines import late_fault
+from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, Restarts, ledger_busy
 
 LEDGER = "the ledger process"
 BUSY = "?StoreBusy: SQLite is unavailable (SQLITE_BUSY)"
 DAMAGED = "!StoreUnavailable: SQLite is unavailable (SQLITE_NOTADB)"
+AWAY = "?StoreAway: the ledger service connection failed: [Errno 111] Connection refused"
+TOKEN_AWAY = "?TokenAbsent: no token 't2-bank' in PKCS#11 module"
+# Named like the ledger's StoreBusy, but not it: the name must be whole.
+BUSIER = "?StoreBusyish: not the ledger busy"
 # Each try of a busy ledger waits out the store's busy timeout before it fails.
 TRY_SECONDS = 5.0
 
@@ -84,8 +94,24 @@ def test_the_minute_is_counted_from_the_last_ledger_process_that_served() -> Non
 
 @pytest.mark.parametrize(
     ("opened", "fault"),
-    [(True, DAMAGED), (True, None), (False, BUSY)],
-    ids=["a-damaged-ledger", "no-cause-reported", "first-start"],
+    [
+        (True, DAMAGED),
+        (True, None),
+        (False, BUSY),
+        (True, AWAY),
+        (True, TOKEN_AWAY),
+        (True, late_fault()),
+        (True, BUSIER),
+    ],
+    ids=[
+        "a-damaged-ledger",
+        "no-cause-reported",
+        "first-start",
+        "ledger-away",
+        "token-away",
+        "late",
+        "another-name",
+    ],
 )
 def test_other_ledger_process_start_failures_still_stop_the_bank(
     opened: bool, fault: str | None
@@ -94,3 +120,9 @@ def test_other_ledger_process_start_failures_still_stop_the_bank(
     restarts.opened = opened
     refused = restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=fault)
     assert refused == "the ledger process failed to start"
+
+
+def test_the_ledger_busy_is_told_by_its_fault_line() -> None:
+    assert ledger_busy(BUSY)
+    assert not any(ledger_busy(f) for f in (DAMAGED, AWAY, TOKEN_AWAY, BUSIER, None))
+    assert not ledger_busy("!StoreBusy: marked lasting")

@@ -86,7 +86,8 @@ def test_its_cause_is_logged_once_until_it_serves(caplog: pytest.LogCaptureFixtu
     [
         (0, True, False, AWAY),
         (0, False, True, REFUSED),
-        (LEDGER_INDEX, True, True, DAMAGED),  # a passing one: test_restarts_ledger_process_busy
+        (LEDGER_INDEX, True, True, DAMAGED),  # the ledger busy: test_restarts_ledger_process_busy
+        (LEDGER_INDEX, True, True, LEDGER_AWAY),  # passing, but only the ledger busy is retried
         (0, True, True, REFUSED),
         (0, True, True, DAMAGED),
         (0, True, True, None),
@@ -95,6 +96,7 @@ def test_its_cause_is_logged_once_until_it_serves(caplog: pytest.LogCaptureFixtu
         "first-start",
         "no-other-worker-serves",
         "ledger-process",
+        "ledger-process-away",
         "a-refused-pin",
         "a-damaged-ledger",
         "no-cause-reported",

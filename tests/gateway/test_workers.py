@@ -194,10 +194,10 @@ def test_sigterm_lets_calls_in_flight_finish(two_workers_either_ledger: ServedBa
                 seconds=4,
             )
             bank.process.send_signal(signal.SIGTERM)
-            # Each worker reports NOT_SERVING on its two servers once it starts draining.
+            # Each worker says it is NOT_SERVING, then draining, once it stops.
             wait_for(
                 "both workers draining",
-                lambda: bank.log().count("health: NOT_SERVING") >= 4,
+                lambda: bank.log().count(": stop signal received; NOT_SERVING") >= 2,
                 seconds=4,
             )
             blocker.execute("ROLLBACK")

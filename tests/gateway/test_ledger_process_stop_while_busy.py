@@ -1,0 +1,71 @@
+"""The bank stopped while its ledger process is being started again into a busy ledger
+(another program holding SQLite's write lock) stops cleanly, and at once.
+
+The retried ledger process waited out the store's busy timeout as it opened the store
+(5 s, and 10 s when the stop signal cut one of SQLite's sleeps short), exited 1 with
+``?StoreBusy``, and the supervisor counted it as a failed stop: exit status 1, an ERROR
+line, 5 to 10 s late, for an operator's clean ``systemctl stop`` during a ledger outage.
+Asked to stop as it waits, it now gives up the wait and exits 0
+(``gateway.ledger_process``).
+
+The minute of retries logs little: "ledger process restarted" only for the one that
+served and died (each retry is said once by ``gateway.restarts``), and each worker's
+health probes say their failure once (``gateway.health_monitor``), not every second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from gateway.ledger.sqlite import BUSY_TIMEOUT_MS
+
+from .served import LEDGER_PROCESS, ledger_process_of, serve_bank, wait_for
+
+WORKERS = 2
+# Each worker serves the gateway and the CA, each with a health monitor of its own.
+HEALTH_MONITORS = 2 * WORKERS
+# From the last worker's end (the ledger process is then sent SIGTERM) to the ledger
+# process's: one try of its opening (0.1 s) and its exit. It waited out what was left of
+# its busy timeout (5 s from its fork, the workers' stop taking some 1.5 s of it), or
+# twice that when the signal cut SQLite's wait short; a loaded machine is given room.
+LEDGER_STOP_SECONDS = BUSY_TIMEOUT_MS / 1000 / 4
+_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO setpay\.workers: "
+
+
+def _when(log: str, said: str) -> datetime:
+    """When the supervisor last logged a line matching ``said``."""
+    found = [m.group(1) for m in re.finditer(f"{_STAMP}(?:{said})$", log, re.MULTILINE)]
+    assert found, f"no {said!r} in:\n{log[-5000:]}"
+    return datetime.strptime(found[-1], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def test_a_stop_during_a_busy_ledger_s_retry_is_clean_and_prompt(tmp_path: Path) -> None:
+    bank = serve_bank(tmp_path, workers=WORKERS, extra_env=dict(LEDGER_PROCESS))
+    try:
+        other = sqlite3.connect(tmp_path / "bank" / "ledger.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # held across the stop
+            (ledger,) = ledger_process_of(bank.process.pid)
+            os.kill(ledger, signal.SIGKILL)
+            wait_for("the ledger process's retry", lambda: "it starts again now" in bank.log())
+            code = bank.stop()
+        finally:
+            other.rollback()
+            other.close()
+        log = bank.log()
+        assert code == 0, log[-5000:]
+        # Stopped, or (had it failed of the ledger busy) ended with the stop.
+        ended = r"the ledger process \(pid \d+\)(?:,.* ended with the stop: .*| stopped)"
+        took = _when(log, ended) - _when(log, r"worker \d \(pid \d+\) stopped")
+        assert took.total_seconds() < LEDGER_STOP_SECONDS, (took, log[-5000:])
+        assert "ledger process stopped while another program held" in log, log[-5000:]
+        assert " stopped with exit status" not in log, log[-5000:]  # no failed stop
+        assert log.count("ledger process restarted; workers reconnect") == 1, log[-5000:]
+        assert log.count("health probe failed: StoreAway") <= HEALTH_MONITORS, log[-5000:]
+    finally:
+        bank.close()
