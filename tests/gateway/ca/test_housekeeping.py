@@ -128,7 +128,7 @@ def test_a_busy_ca_db_during_the_sweep_fails_no_request(
     (record,) = caplog.records
     # Another writer is the CA at work, not an outage: said at INFO, counted as busy.
     assert record.levelno == logging.INFO and record.exc_info is None
-    assert "housekeeping skipped, ca.db busy (StoreError" in record.getMessage()
+    assert "housekeeping skipped, ca.db busy (StoreBusy" in record.getMessage()
     assert "SQLITE_BUSY" in record.getMessage()
     assert _sessions(served.path) == 1  # not swept
 
