@@ -9,10 +9,11 @@ cardholder's wallet. That file is created, exclusively, before the account is op
 account is never opened whose card data has nowhere to go. A ``--currency`` no account is
 kept in, a ``--bin`` that is not six digits, or an ``--expiry`` that is not YYYYMM of a
 year from 2000 to 2099 (no CA or gateway takes another), is a usage error (exit 2),
-refused before the ledger is opened. A ledger that cannot say whether it opened the
-account (StoreUnavailable: a commit whose acknowledgement was lost) leaves the card file,
-with the card's number, expiry and code but no account id: it may be the only copy of
-them; the command says so, and how to find out (``issue-enrolment-code --card``).
+refused before the ledger is opened; so is a ``--card-out`` that could hold a card number
+(``cli.path_options``: the file's name would show it). A ledger that cannot say whether it
+opened the account (StoreUnavailable: a commit whose acknowledgement was lost) leaves the
+card file, with the card's number, expiry and code but no account id: it may be the only
+copy of them; the command says so, and how to find out (``issue-enrolment-code --card``).
 
 An account's ``--currency`` (``open-account``, ``open-merchant``) is by default the bank's
 ``[ledger] settlement_currency``, the currency of the merchant accounts its CA opens: an
@@ -73,6 +74,7 @@ from cli.bank_card_file import BankCommandError, read_card_pan, read_pan
 from cli.bank_show import card_account_id, card_line, merchant_id, merchant_line
 from cli.currency import currency_code
 from cli.number_options import whole
+from cli.path_options import output_path
 from gateway.bank_pki import ProvisioningError, bank_keys_uri, open_ca_store
 from gateway.ca.card_failures import release
 from gateway.ca.errors import CaError
@@ -156,7 +158,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help=f"issuer BIN for a generated PAN: six digits (default {DEFAULT_BIN})",
     )  # fmt: skip
     o.add_argument("--pan-file", type=Path, help="read the PAN from this file instead")
-    o.add_argument("--card-out", type=Path, required=True, help="write the card data here")
+    o.add_argument("--card-out", type=output_path, required=True, help="write the card data here")
     e = ops.add_parser(
         "issue-enrolment-code",
         help="give a card a new enrolment code (the earlier one stops working), written with "
@@ -165,7 +167,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     code_card = e.add_mutually_exclusive_group(required=True)
     code_card.add_argument("--card", type=Path, help="the card file open-account wrote")
     code_card.add_argument("--pan-file", type=Path, help="read the PAN from this file instead")
-    e.add_argument("--card-out", type=Path, required=True, help="write the new card file here")
+    e.add_argument(
+        "--card-out", type=output_path, required=True, help="write the new card file here"
+    )
     for name, text in (
         ("block-account", "block a card account"),
         ("unblock-account", "unblock a card account"),

@@ -134,28 +134,31 @@ def read_initiation(path: Path) -> Initiation:
     a wildcard), not the target a wallet reaches it by nor anything the merchant signs.
     The merchant is the one ``--merchant`` or the configuration names, and its PInitRes
     proves who it is; a merchant that never offered the LID-M refuses it (UNKNOWN_LID).
+
+    A refusal names the file as ``shown_path`` does: one named by a card number, masked.
     """
     data = read_bounded(path, MAX_INITIATION_FILE_BYTES, "a SET Initiation")
+    shown = shown_path(path)
     try:
         raw = json.loads(data, object_pairs_hook=_one_value_per_name)
     except ClientError as exc:
-        raise ClientError(f"{path} {exc}") from None
+        raise ClientError(f"{shown} {exc}") from None
     except (ValueError, RecursionError):  # nested past the parser's depth: a peer's file
-        raise ClientError(f"{path} is not JSON: expected a SET Initiation") from None
+        raise ClientError(f"{shown} is not JSON: expected a SET Initiation") from None
     if not isinstance(raw, dict):
-        raise ClientError(f"{path} is not a SET Initiation (a JSON object)")
+        raise ClientError(f"{shown} is not a SET Initiation (a JSON object)")
     missing = [name for name in INITIATION_FIELDS if name not in raw]
     if missing:
-        raise ClientError(f"{path} has no {', '.join(missing)}: not a complete SET Initiation")
-    description = _description(raw["description"], f"{path}: description")
-    currency = _number(raw["currency"], f"{path}: currency")
+        raise ClientError(f"{shown} has no {', '.join(missing)}: not a complete SET Initiation")
+    description = _description(raw["description"], f"{shown}: description")
+    currency = _number(raw["currency"], f"{shown}: currency")
     exp10 = raw["exp10"] if "exp10" in raw else exponent_for(currency)
     brand = raw.get("brand", "")
     if not isinstance(brand, str):
-        raise ClientError(f"{path}: brand is not text")
+        raise ClientError(f"{shown}: brand is not text")
     return Initiation(
-        _lid_m(raw["lid_m"], f"{path}: lid_m"), description, currency,
-        _amount(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
+        _lid_m(raw["lid_m"], f"{shown}: lid_m"), description, currency,
+        _amount(raw["amount"], f"{shown}: amount"), _number(exp10, f"{shown}: exp10"),
         brand_id=brand,
     )  # fmt: skip
 
@@ -178,7 +181,7 @@ def initiation_given(args: argparse.Namespace) -> Initiation:
         try:
             initiation.order()
         except ClientError as exc:
-            raise ClientError(f"{args.initiation}: {exc}") from None
+            raise ClientError(f"{shown_path(args.initiation)}: {exc}") from None
         return initiation
     # --lid-m is bytes and --description text UTF-8 can carry, read by their argparse
     # types (``cli.order_options``), as ``setpay merchant orders new`` reads them.

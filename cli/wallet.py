@@ -80,6 +80,7 @@ from cli.party_options import UsageError, parse_form, pin_root
 # Re-exported: callers import record_line from here, as before it moved.
 from cli.purchase_lines import record_line as record_line  # noqa: PLC0414
 from cli.purchase_lines import shown_id
+from cli.usage_errors import shown_path
 from clients.errors import (
     ClientError,
     ConfigError,
@@ -233,8 +234,10 @@ def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
 
     The number is text, as the bank writes and reads it (``cli.bank_card_file``): read
     through ``str()``, a JSON number was taken for the card number (a hand-edited file's,
-    another program's; past 2**53 its digits not even those written)."""
+    another program's; past 2**53 its digits not even those written). A refusal names the
+    file as ``shown_path`` does: a file named by the card number is named masked."""
     data = read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
+    shown = shown_path(path)
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict):
@@ -244,37 +247,38 @@ def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
             raise TypeError("enrolment_code is not text")
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         # The parse error is not chained: its text could quote the card number.
-        raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
+        raise ClientError(f"{shown} is not a card file ({type(exc).__name__})") from None
     if not isinstance(number, str):
         raise ClientError(
-            f"{path} is not a card file: its pan is not text (a JSON string of digits)"
+            f"{shown} is not a card file: its pan is not text (a JSON string of digits)"
         )
     try:
         pan = PAN(number)
     except InvalidPAN as exc:
-        raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
+        raise ClientError(f"{shown} is not a card file ({type(exc).__name__})") from None
     try:
         check_expiry(expiry if isinstance(expiry, str) else "")
     except SetcoreError:
         # The value is not quoted: a file with its fields swapped would show the card number.
         years = f"a year from {MIN_EXPIRY_YEAR} to {MAX_EXPIRY_YEAR}"
-        raise ClientError(f"{path}: the card's expiry is not YYYYMM of {years}") from None
+        raise ClientError(f"{shown}: the card's expiry is not YYYYMM of {years}") from None
     now = datetime.now(UTC)
     if int(expiry) < now.year * 100 + now.month:
-        raise ClientError(f"{path}: the card expired ({expiry[4:]}/{expiry[:4]})")
+        raise ClientError(f"{shown}: the card expired ({expiry[4:]}/{expiry[:4]})")
     return pan, expiry, code or None
 
 
 def _warn_if_shared(path: Path) -> None:
-    """A card file others can read gives them the card number: say so, and what to do."""
+    """A card file others can read gives them the card number: say so, and what to do
+    (naming the file as ``shown_path`` does, as ``read_card_file`` refusals do)."""
     try:
         mode = path.stat().st_mode
     except OSError:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        print(f"setpay wallet: warning: {path} holds the card number in clear and others can "
-              "read it: delete it once the card is registered (the wallet keeps the card "
-              "sealed)", file=sys.stderr)  # fmt: skip
+        print(f"setpay wallet: warning: {shown_path(path)} holds the card number in clear and "
+              "others can read it: delete it once the card is registered (the wallet keeps "
+              "the card sealed)", file=sys.stderr)  # fmt: skip
 
 
 def _register(wallet: Wallet, passphrase: str, card: tuple[PAN, str, str | None], profile: str,
