@@ -29,9 +29,12 @@ directory renamed in under its path meanwhile loses nothing. Its entry goes last
 in its parent, only if that still names the emptied directory, through no link (the same
 device and inode): a swap in that very instant can remove an empty directory at most. No
 symbolic link is followed out of it, and no mount crossed: a directory on another mount
-(another device, or a bind mount, which keeps its source's device) is neither entered nor
-removed, nor is a file mounted over, and the directories holding it stay; the bench says
-so on its way out, the reaper (no terminal) does not.
+(another device, or a bind mount, which keeps its source's device and is told apart by
+Linux's mount id) is neither entered nor removed, nor is a file mounted over, and the
+directories holding it stay. Where the mount id cannot be read (no ``/proc``), a directory
+on the same device cannot be told from a bind mount: it is left the same way, whatever it
+holds. What a failure kept (a permission, too many open files) stays as well. The bench
+says what stayed and why on its way out, the reaper (no terminal) does not.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +62,9 @@ READ_BYTES = 64
 PROC = Path("/proc")
 # How a directory is opened to be removed through: never through a link.
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# Why ``remove`` left a directory unentered (``Left``).
+ANOTHER_MOUNT = "on another mount: neither entered nor removed"
+UNKNOWN_MOUNT = "on a mount not told apart without a mount id: neither entered nor removed"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,18 @@ class Workdir:
 
     path: Path
     holds: int | None = None
+
+
+@dataclass(frozen=True)
+class Left:
+    """What ``remove`` left of the directory, and why (the directories holding it stay too,
+    unsaid)."""
+
+    path: Path
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.why})"
 
 
 def check_workdir(path: Path) -> None:
@@ -95,38 +113,47 @@ def workdir(given: Path | None) -> Iterator[Workdir]:
             raise SpawnError(f"--workdir: cannot make {given} ({why})") from exc
         yield Workdir(given.resolve())
         return
-    directory = Path(tempfile.mkdtemp(prefix=PREFIX))
+    with temporary(PREFIX, _say_left) as made:
+        yield made
+
+
+@contextmanager
+def temporary(prefix: str, said: Callable[[Path, list[Left]], None]) -> Iterator[Workdir]:
+    """A new temporary directory (``prefix``), removed on the way out (``remove``), or, if
+    the process is killed, by its reaper once every holder of ``holds`` is gone (the
+    module docstring); ``said``, once the reaper has ended, the directory and what it
+    left (``remove``). ``setpay demo`` makes its own so: it holds ``holds`` itself, and starts
+    no process that writes there."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         held = os.open(directory, _DIRECTORY)
     except BaseException:
         with suppress(OSError):
             directory.rmdir()  # just made, and empty
         raise
-    removed = False
+    left: list[Left] | None = None
     try:
         try:
             with _reaper(directory, held) as holds:
                 try:
                     yield Workdir(directory, holds)
                 finally:
-                    removed = True  # before its reaper's pipe ends: it finds nothing
-                    _remove_saying(directory, held)
+                    # Before its reaper's pipe ends: it finds nothing.
+                    left = remove(directory, held)
         finally:
-            if not removed:  # the reaper could not be started
-                _remove_saying(directory, held)
+            if left is None:  # the reaper could not be started
+                left = remove(directory, held)
+            # Only what is still there once its reaper has ended, which removed after it
+            # what a file written late or a descriptor this process lacked kept.
+            said(directory, [stayed for stayed in left if os.path.lexists(stayed.path)])
     finally:
         os.close(held)
 
 
-def _remove_saying(directory: Path, held: int) -> None:
-    """``remove`` it, saying on stderr what was left (a mount in it)."""
-    left = remove(directory, held)
+def _say_left(directory: Path, left: list[Left]) -> None:
+    """Say on stderr what ``remove`` left of the bench's directory, and why."""
     if left:
-        print(
-            f"setpay bench: {directory} left: {', '.join(map(str, left))} on another mount"
-            " (neither entered nor removed)",
-            file=sys.stderr,
-        )
+        print(f"setpay bench: {directory} left: {'; '.join(map(str, left))}", file=sys.stderr)
 
 
 @contextmanager
@@ -158,30 +185,156 @@ def reap(fd: int, directory: Path, held: int) -> None:
     descriptor of it), and its entry ``directory`` if that still names it."""
     while os.read(fd, READ_BYTES):
         pass  # nothing is meant to be written: dropped
-    remove(directory, held)  # what a mount kept is left unsaid: no terminal to say it on
+    remove(directory, held)  # what stayed is left unsaid: no terminal to say it on
 
 
-def remove(directory: Path, held: int) -> list[Path]:
-    """Empty the directory ``held`` is, through it, wherever it is now; then remove its
-    entry ``directory`` if that still names it (the module docstring). The entries left
-    for being on another mount (with them, the directories holding them). Whatever else
-    fails (an entry gone meanwhile, a permission) is passed over, as ``shutil.rmtree``
-    did."""
-    left: list[Path] = []
-    _empty(held, _mount(held), directory, left)  # removed already: nothing in it
+def remove(directory: Path, held: int) -> list[Left]:
+    """Empty the directory ``held`` is, wherever it is now; then remove its entry
+    ``directory`` if that still names it (the module docstring). What stays, and why: an
+    entry on another mount, or on one not to be told apart, or one whose removal failed
+    (a permission, too many open files); the directories holding them stay, unsaid. An
+    entry gone meanwhile is not one."""
+    left: list[Left] = []
+    try:
+        # A descriptor of its own to read through: ``held`` is one open file with the
+        # reaper's (``pass_fds``), so one read position, and a bench killed while it read
+        # left that past every entry: the reaper found nothing to remove, the keys stayed.
+        own = os.open(".", _DIRECTORY, dir_fd=held)
+    except OSError as exc:
+        return [_failed(directory, exc)]
+    try:
+        _empty(own, directory, left)  # removed already: nothing in it
+    finally:
+        os.close(own)
     if left:
         return left
     try:
         parent = os.open(directory.parent, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
+    except FileNotFoundError:
         return left  # its parent gone: so is it
+    except OSError as exc:
+        return [_failed(directory, exc)]
     try:
-        if _names(parent, directory.name, held):
-            with suppress(OSError):
-                os.rmdir(directory.name, dir_fd=parent)
+        _rmdir(parent, directory.name, held, directory, left)
     finally:
         os.close(parent)
     return left
+
+
+@dataclass
+class _Level:
+    """A directory being emptied: its descriptor, where it is, the entries still to remove
+    (each a name, and whether a directory), and how much was left before it was entered."""
+
+    fd: int
+    at: Path
+    entries: list[tuple[str, bool]]
+    before: int
+
+
+def _empty(top: int, at: Path, left: list[Left]) -> None:
+    """Remove what the directory ``top`` (at ``at``) holds, on its mount only, adding what
+    stays to ``left``. Walked with a stack of its own, not by recursion: two frames a level
+    overflowed Python's at some 490 levels, and RecursionError left the directory, out of
+    the bench's way out and the reaper alike."""
+    try:
+        mount = _mount(top)
+    except OSError as exc:
+        left.append(_failed(at, exc))
+        return
+    levels = [_Level(top, at, _listed(top, at, left), len(left))]
+    try:
+        while levels:
+            level = levels[-1]
+            if level.entries:
+                name, is_dir = level.entries.pop()
+                child = _entered(level, name, is_dir, mount, left)
+                if child is not None:
+                    levels.append(child)
+                continue
+            levels.pop()
+            if levels:
+                try:
+                    if len(left) == level.before:  # else it stays for what it holds
+                        _rmdir(levels[-1].fd, level.at.name, level.fd, level.at, left)
+                finally:
+                    os.close(level.fd)
+    finally:
+        for level in levels[1:]:
+            os.close(level.fd)
+
+
+def _listed(fd: int, at: Path, left: list[Left]) -> list[tuple[str, bool]]:
+    """The entries of the directory ``fd`` (at ``at``), last first; none if unreadable
+    (said in ``left``)."""
+    try:
+        with os.scandir(fd) as entries:
+            found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    except OSError as exc:
+        left.append(_failed(at, exc))
+        return []
+    found.reverse()
+    return found
+
+
+def _entered(
+    level: _Level, name: str, is_dir: bool, mount: tuple[int, int | None], left: list[Left]
+) -> _Level | None:
+    """The directory ``name`` in ``level``, opened to be emptied, if on ``mount``, else
+    said in ``left``; anything else there unlinked (None)."""
+    at = level.at / name
+    if is_dir:
+        try:
+            child = os.open(name, _DIRECTORY, dir_fd=level.fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):  # else a link now, say
+                _failed_unless_gone(at, exc, left)
+                return None
+        else:
+            try:
+                why = _apart(mount, child)
+                if why is None:
+                    before = len(left)
+                    return _Level(child, at, _listed(child, at, left), before)
+                left.append(Left(at, why))
+            except BaseException:
+                os.close(child)
+                raise
+            os.close(child)
+            return None
+    try:
+        os.unlink(name, dir_fd=level.fd)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:  # a file mounted over: Linux unlinks no mount point
+            left.append(Left(at, ANOTHER_MOUNT))
+        else:
+            _failed_unless_gone(at, exc, left)
+    return None
+
+
+def _apart(mount: tuple[int, int | None], fd: int) -> str | None:
+    """Why the directory ``fd`` is not to be entered from ``mount``: another device is
+    surely another mount; on the same one, a bind mount is told only by its mount id, and
+    without one it may be (its source emptied). None if on ``mount``."""
+    try:
+        its = _mount(fd)
+    except OSError as exc:
+        return _why(exc)
+    if its[0] != mount[0]:
+        return ANOTHER_MOUNT
+    if its[1] is None or mount[1] is None:
+        return UNKNOWN_MOUNT
+    return None if its[1] == mount[1] else ANOTHER_MOUNT
+
+
+def _rmdir(parent: int, name: str, fd: int, at: Path, left: list[Left]) -> None:
+    """Remove the emptied directory ``fd`` (at ``at``) by its ``name`` in ``parent``, if
+    that still names it (else moved away meanwhile: emptied, its new entry not ours)."""
+    if _names(parent, name, fd):
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError as exc:
+            _failed_unless_gone(at, exc, left)  # not empty: written in meanwhile, say
 
 
 def _names(parent: int, name: str, held: int) -> bool:
@@ -193,49 +346,29 @@ def _names(parent: int, name: str, held: int) -> bool:
     return stat.S_ISDIR(found.st_mode) and os.path.samestat(found, os.fstat(held))
 
 
-def _empty(fd: int, mount: tuple[int, int | None], at: Path, left: list[Path]) -> None:
-    """Remove what the directory ``fd`` (at ``at``) holds, on its ``mount`` only, adding
-    what another mount kept to ``left``."""
-    try:
-        with os.scandir(fd) as entries:
-            found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-    except OSError:
-        return  # unreadable: left, and the directories holding it with it
-    for name, is_dir in found:
-        if not (is_dir and _emptied(fd, name, mount, at / name, left)):
-            try:
-                os.unlink(name, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno == errno.EBUSY:
-                    left.append(at / name)  # a file mounted over: Linux unlinks no mount point
+def _failed(at: Path, exc: OSError) -> Left:
+    """``at``, left for ``exc``."""
+    return Left(at, _why(exc))
 
 
-def _emptied(fd: int, name: str, mount: tuple[int, int | None], at: Path, left: list[Path]) -> bool:
-    """Empty and remove the directory ``name`` in ``fd`` (at ``at``), unless it is on
-    another mount (then ``left``); False if it is not one to open (gone, or no longer a
-    directory: a link now, say)."""
-    try:
-        child = os.open(name, _DIRECTORY, dir_fd=fd)
-    except OSError:
-        return False
-    try:
-        if _mount(child) != mount:
-            left.append(at)
-            return True
-        _empty(child, mount, at, left)
-        if _names(fd, name, child):
-            with suppress(OSError):
-                os.rmdir(name, dir_fd=fd)  # fails (not empty) if something was left in it
-    finally:
-        os.close(child)
-    return True
+def _why(exc: OSError) -> str:
+    """Why ``exc`` left an entry: its reason, not its path (``Left`` has that)."""
+    return f"not removed: {exc.strerror or type(exc).__name__}"
+
+
+def _failed_unless_gone(at: Path, exc: OSError, left: list[Left]) -> None:
+    """Add ``at`` to ``left`` for ``exc``, unless that says it is gone already."""
+    if exc.errno != errno.ENOENT:
+        left.append(_failed(at, exc))
 
 
 def _mount(fd: int) -> tuple[int, int | None]:
     """The device and the mount of the open ``fd``: a bind mount keeps its source's device,
-    so Linux's mount id (``/proc``) tells it apart; None where the system does not say."""
+    so Linux's mount id (``/proc``) tells it apart; None where the system does not say
+    (then ``_apart`` cannot tell a bind mount). OSError if it could not be asked (too many
+    open files, say): that is no answer."""
     device = os.fstat(fd).st_dev
-    with suppress(OSError, ValueError):
+    with suppress(FileNotFoundError, ValueError):
         for line in (PROC / "self" / "fdinfo" / str(fd)).read_text().splitlines():
             key, _, value = line.partition(":")
             if key == "mnt_id":

@@ -13,7 +13,9 @@ stops the demo, which then says on stderr at which step and why, and exits 1. Wi
 ``--dir`` the demo works in a new temporary directory and removes it at the end, keys and
 passphrase files with it (and, with ``--keys``, the bank's keys it made on the token), so
 that nothing secret outlives a run and the next run starts as the first did: also when
-SIGINT, SIGTERM or SIGHUP stops it, which it says in one line on stderr.
+SIGINT, SIGTERM or SIGHUP stops it, which it says in one line on stderr. SIGKILL runs no
+cleanup: the directory's reaper removes it once the demo is gone (``cli.bench_workdir``);
+the bank's keys it made on a token stay there, with no process left to delete them.
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
 import traceback
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from cli.demo_parts import (
     stopped_by_signals,
     tamper,
 )
-from cli.story import Story, StoryHandler, money
+from cli.story import Story, money, story_logging
 from clients.authority import AuthorityClient
 from clients.identity import write_certificates
 from clients.merchant.config import load as load_merchant_config
@@ -115,24 +115,6 @@ def _settled(operation: Operation, what: str) -> Operation:
 
 def _money(amount: int) -> str:
     return money(amount, EUR)
-
-
-@contextmanager
-def _story_logging(story: Story) -> Iterator[None]:
-    logger = logging.getLogger("setpay")
-    old_level, old_propagate = logger.level, logger.propagate
-    asked = logger.getEffectiveLevel()
-    handler = StoryHandler(story, asked)
-    logger.addHandler(handler)
-    # The story needs INFO; a caller that asked for DEBUG keeps it.
-    logger.setLevel(min(asked, logging.INFO))
-    logger.propagate = False  # the handler tells or passes on each line itself
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        logger.propagate = old_propagate
 
 
 class Demo:
@@ -320,6 +302,9 @@ class Demo:
 
         s.section(f"The merchant ships part of the order and captures {_money(CAPTURED)}")
         batch_id = _settled(merchant.settlement.capture(xid, CAPTURED), "capture").batch_id
+        s.say("demo", f"the other {_money(ORDER_AMOUNT - CAPTURED)} of the authorization stays "
+                      "held on the card until the merchant captures or reverses it, or the "
+                      "authorization expires")  # fmt: skip
         s.section(f"The customer returns one item: the merchant refunds {_money(REFUNDED)}")
         _settled(merchant.settlement.refund(xid, REFUNDED), "refund")
 
@@ -378,6 +363,7 @@ class Demo:
             "ok": True,
             "approved": True,
             "captured": CAPTURED,
+            "held": ORDER_AMOUNT - CAPTURED,
             "refunded": REFUNDED,
             "reversed": True,
             "batch": settled,
@@ -431,7 +417,8 @@ def _closing(summary: dict[str, Any]) -> str:
     batch = summary["batch"]
     return (
         f"Every outcome was as it must be: {_money(ORDER_AMOUNT)} authorized, "
-        f"{_money(CAPTURED)} captured and {_money(REFUNDED)} refunded, {_money(REVERSED_AMOUNT)} "
+        f"{_money(CAPTURED)} captured (the other {_money(ORDER_AMOUNT - CAPTURED)} still held on "
+        f"the card) and {_money(REFUNDED)} refunded, {_money(REVERSED_AMOUNT)} "
         f"released by a reversal, batch {batch['id']} closed with {_money(batch['net'])} net "
         "to the merchant, the order over the limit declined, the tampered payment "
         "instruction refused by the gateway, no merchant file holding the card number, and "
@@ -467,10 +454,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, stops: StopSignals, work: Workdir) -> int:
     temporary = args.dir is None
-    base = Path(tempfile.mkdtemp(prefix="setpay-demo-")) if temporary else args.dir
-    if temporary:
-        work.path = base
-    try:
+    with ExitStack() as cleanup:
+        if temporary:
+            with stops.held():  # a stop after its making: removed, as after the story
+                base = cleanup.enter_context(work.made())
+        else:
+            base = args.dir
+        # Registered last, run first: the removal is not cut short by a signal.
+        cleanup.callback(stops.begin_cleanup)  # also when the story never began
         base.mkdir(parents=True, exist_ok=True)
         # Absolute from here on: the configurations it writes are read relative to their
         # own directories, where a path relative to the current directory would be doubled.
@@ -481,7 +472,7 @@ def _run(args: argparse.Namespace, stops: StopSignals, work: Workdir) -> int:
             # Flushed: a supervisor reading a pipe learns the directory before any stop.
             print(f"setpay demo in {base} ({args.profile} profile; {kept})", flush=True)
         try:
-            with _story_logging(story):
+            with story_logging(story):
                 demo = Demo(base, args.profile, args.keys, story, temporary=temporary, stops=stops)
                 summary = demo.run()
         except Exception as exc:  # noqa: BLE001 - any failure ends the story, said plainly
@@ -492,8 +483,5 @@ def _run(args: argparse.Namespace, stops: StopSignals, work: Workdir) -> int:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 traceback.print_exc()
             return 1
-    finally:
-        stops.begin_cleanup()  # also when the story never began
-        work.remove()
     story.finish(summary, _closing(summary))
     return 0

@@ -4,9 +4,7 @@ early."""
 
 from __future__ import annotations
 
-import logging
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -15,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.bench_workdir import Left, temporary
 from clients.peers import PeerConfig
 from clients.wallet.config import write_config as write_wallet_config
 from gateway.bank_errors import BankExists
@@ -28,11 +27,16 @@ from setpay.v1 import purchase_pb2
 
 # Grace for in-flight calls when the demo shuts its servers down.
 SHUTDOWN_GRACE_SECONDS = 2.0
+# The name of the temporary directory a run without --dir makes, before its random part.
+TEMPORARY_PREFIX = "setpay-demo-"
 
 
 @dataclass
 class Workdir:
-    """The temporary directory a run made, if it made one yet."""
+    """The temporary directory a run made, if it made one yet. Made as the bench's
+    (``cli.bench_workdir.temporary``): removed by the demo on its way out or, when SIGKILL
+    runs none of that, by its reaper once the demo is gone. A killed demo left it, keys
+    and passphrase files, for good."""
 
     path: Path | None = None
 
@@ -41,16 +45,21 @@ class Workdir:
         """Whether the directory is still there."""
         return self.path is not None and self.path.exists()
 
-    def remove(self) -> None:
-        """Remove the directory, saying so on stderr when it stays: it holds keys and
-        passphrase files."""
-        if self.path is None:
-            return
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self.left_behind:
+    @contextmanager
+    def made(self) -> Iterator[Path]:
+        """A new temporary directory, removed at the block's end (``said``)."""
+        with temporary(TEMPORARY_PREFIX, self.said) as made:
+            self.path = made.path
+            yield made.path
+
+    def said(self, directory: Path, left: list[Left]) -> None:
+        """Say on stderr when the removed directory stays, or part of it (a mount in it,
+        say): it holds keys and passphrase files."""
+        if left or directory.exists():
+            mounts = f" (left: {'; '.join(map(str, left))})" if left else ""
             print(
-                f"setpay demo: could not remove {self.path}, which holds keys and passphrase "
-                "files: remove it",
+                f"setpay demo: could not remove {directory}{mounts}, which holds keys and "
+                "passphrase files: remove it",
                 file=sys.stderr,
             )
 
@@ -88,15 +97,10 @@ def scan_for_pan(root: Path, pan: PAN) -> list[str]:
 
 
 def stop_on_purpose(running: RunningBank) -> None:
-    """Stop the bank's servers, their health log saying only errors meanwhile: NOT_SERVING
-    is a warning for a server that goes away unasked, news to no one here."""
-    logger = logging.getLogger("setpay.server")
-    old_level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        running.stop(SHUTDOWN_GRACE_SECONDS)
-    finally:
-        logger.setLevel(old_level)
+    """Stop the bank's servers. Their health's NOT_SERVING at a stop asked for is a detail
+    (``gateway.health_monitor``): no longer a warning, which this once hid by raising
+    the servers' log level to ERROR across the stop, and their other warnings with it."""
+    running.stop(SHUTDOWN_GRACE_SECONDS)
 
 
 def tamper(request: purchase_pb2.PurchaseRequest) -> None:

@@ -7,6 +7,8 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -96,6 +98,7 @@ class Story:
     current: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     current_section: str = ""
+    sections: int = 0  # begun so far
 
     def step(self, number: int) -> None:
         """Begin step ``number`` (and any skipped before it)."""
@@ -106,11 +109,14 @@ class Story:
                 print(f"\n[{self.current:2d}] {STEPS[self.current]}", file=self.out)
 
     def section(self, title: str) -> None:
-        """A part of the demo after the ten steps (capture, refund, decline, ...)."""
-        self.events.append({"section": title})
+        """A part of the demo after the ten steps (capture, refund, decline, ...), numbered
+        on from them: headed "[--]", seven sections after "[10]" read as a story cut off."""
+        self.sections += 1
+        number = len(STEPS) + self.sections
+        self.events.append({"section": title, "number": number})
         self.current_section = title
         if not self.json_mode:
-            print(f"\n[--] {title}", file=self.out)
+            print(f"\n[{number:2d}] {title}", file=self.out)
 
     def say(self, party: str, text: str) -> None:
         """One thing a party did or learned."""
@@ -166,3 +172,22 @@ class StoryHandler(logging.Handler):
                     self._story.step(number)
                 break
         self._story.say(party, message)
+
+
+@contextmanager
+def story_logging(story: Story) -> Iterator[None]:
+    """Tell the ``setpay`` loggers' lines in ``story`` (``StoryHandler``) while it runs."""
+    logger = logging.getLogger("setpay")
+    old_level, old_propagate = logger.level, logger.propagate
+    asked = logger.getEffectiveLevel()
+    handler = StoryHandler(story, asked)
+    logger.addHandler(handler)
+    # The story needs INFO; a caller that asked for DEBUG keeps it.
+    logger.setLevel(min(asked, logging.INFO))
+    logger.propagate = False  # the handler tells or passes on each line itself
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate

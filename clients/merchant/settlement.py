@@ -287,10 +287,13 @@ class Settlement(StoredRequests[Operation]):
 
     @staticmethod
     def _log_answer(operation: Operation, name: str) -> None:
+        # The amount in its currency, as the request's line gives it ("3000 (978)"): a
+        # bare "3000" beside "for 3000 (978)" read as 3000 euros (``cli.story``'s demo
+        # tells both as "30.00 EUR").
         log.info(
-            "order %s: %s %s answered %s, %d%s",
+            "order %s: %s %s answered %s, %s%s",
             short(operation.xid), operation.kind.value, short(operation.rrpid), name,
-            operation.result_amount,
+            operation.amount.with_minor(operation.result_amount),
             f" in batch {operation.batch_id}" if operation.batch_id else "",
         )  # fmt: skip
 

@@ -173,7 +173,7 @@ def test_the_bench_crosses_no_mount_and_says_what_it_left(
         assert shown.read_text() == "kept"
         assert not keys.exists()
         assert capsys.readouterr().err == (
-            f"setpay bench: {place.path} left: {target} on another mount (neither entered"
+            f"setpay bench: {place.path} left: {target} (on another mount: neither entered"
             " nor removed)\n"
         )
     _kept(kind, source)
