@@ -218,7 +218,7 @@ def open_sealed(
     except (DecapsulationError, KeyUsageError) as exc:
         raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "cannot open envelope") from exc
     if kem is not KemAlgorithm.P256_HKDF_SHA256 and len(ikm) != SEED_BYTES:
-        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "cannot open envelope")
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "key transport seed is not 32 bytes")
     keys = _derive(kem, ikm, content_type, sealed.kem_ciphertext, my_cert_thumb)
     ad = aead_associated_data(content_type, BODY_PART, my_cert_thumb, sealed.xid, sealed.rrpid)
     try:

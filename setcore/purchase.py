@@ -46,6 +46,7 @@ from setcore.purchase_answer import (
     open_merchant_error,
 )
 from setcore.purchase_offer import MerchantOffer, PInitState, check_offered_ids
+from setcore.registration import check_thumbs, check_thumbs_echo, thumbs_message
 from setcore.signed import open_signed, parse_signed, sign
 from setcore.signers import signer
 from setpay.v1 import common_pb2, purchase_pb2
@@ -127,20 +128,27 @@ def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
 
 
 def build_pinit_request(
-    pan: PAN, brand_id: str, lid_c: bytes, *, lid_m: bytes = b"", language: str = "en"
+    pan: PAN,
+    brand_id: str,
+    lid_c: bytes,
+    *,
+    lid_m: bytes = b"",
+    language: str = "en",
+    thumbs: Sequence[bytes] = (),
 ) -> tuple[purchase_pb2.PInitRequest, PInitState]:
-    """PInitReq: plaintext, no secrets (only the BIN of the card)."""
+    """PInitReq: plaintext, no secrets (the card's BIN only); Thumbs for PInitRes to echo."""
     rrpid, chall_c = new_id(), new_id()
     request = purchase_pb2.PInitRequest(
         header=header(rrpid=rrpid, lid_c=lid_c, lid_m=lid_m),
         rrpid=rrpid, language=language, lid_c=lid_c, lid_m=lid_m,
         chall_c=chall_c, brand_id=brand_id, bin=pan.bin,
+        thumbs=thumbs_message(thumbs) if thumbs else None,  # none: no field, bytes as before
     )  # fmt: skip
     # PInitReq is its call's frame itself: the bytes sent are the frame's.
     sent = request_digest(request.DESCRIPTOR.full_name, request.SerializeToString())
     return request, PInitState(
         rrpid, chall_c, lid_c, brand_id, pan.bin, lid_m=lid_m, request_digest=sent,
-        language=language,
+        language=language, thumbs=tuple(thumbs),
     )  # fmt: skip
 
 
@@ -151,8 +159,8 @@ def open_pinit_response(
     *,
     at: datetime | None = None,
 ) -> MerchantOffer:
-    """Verify PInitRes: merchant signature and chain, echoes, the TransIDs fields the
-    merchant chose (``setcore.purchase_offer``), and the gateway it names."""
+    """Verify PInitRes: merchant signature and chain, echoes (Thumbs too: SET-PROTOCOL.md
+    2.6), the TransIDs fields the merchant chose (``setcore.purchase_offer``), the gateway."""
     if response.WhichOneof("result") == "error":
         raise open_error(
             response.error, trust, MERCHANT, rrpid=state.rrpid, request=state.request_digest
@@ -165,6 +173,7 @@ def open_pinit_response(
     check_header(response.header, data.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     check_rrpid(state.rrpid, data.rrpid)
     check_echo(state.chall_c, data.chall_c, "Chall-C")
+    check_thumbs_echo(state.thumbs, data.thumbs)
     if data.trans_ids.lid_c != state.lid_c:
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "PInitRes is for another LID-C")
     if state.lid_m and data.trans_ids.lid_m != state.lid_m:
@@ -326,7 +335,7 @@ def open_inquiry_response(
 
 
 def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
-    """Refuse a malformed PInitReq (ids, challenge, BIN, language)."""
+    """Refuse a malformed PInitReq (ids, challenge, BIN, language, Thumbs)."""
     check_id(request.rrpid, "RRPID")
     check_id(request.chall_c, "Chall-C")
     check_lid(request.lid_c, "LID-C")
@@ -334,6 +343,7 @@ def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
     if not is_bin(request.bin) or not request.brand_id:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PInitReq needs a brand and a BIN")
     check_language(request.language, "PInitReq")
+    check_thumbs(request.thumbs)
     check_header(request.header, request.rrpid, lid_c=request.lid_c, lid_m=request.lid_m)
 
 
@@ -345,10 +355,11 @@ def build_pinit_response(
     gateway_kex_cert: bytes,
     gateway_chain: Sequence[bytes],
 ) -> purchase_pb2.PInitResponse:
-    """PInitRes: the merchant's signed offer naming the gateway key for the PI."""
+    """PInitRes: the merchant's signed offer naming the gateway key, echoing the Thumbs."""
     data = purchase_pb2.PInitResData(
         content_type=PINIT_RES_CT, trans_ids=trans_ids, rrpid=request.rrpid,
         chall_c=request.chall_c, chall_m=chall_m, pe_thumb=thumbprint(gateway_kex_cert),
+        thumbs=request.thumbs if request.thumbs.thumbs else None,
     ).SerializeToString()  # fmt: skip
     bundle = credentials.bundle()
     bundle.certificates.append(gateway_kex_cert)

@@ -27,7 +27,8 @@ from setpay.v1 import common_pb2
 @dataclass(frozen=True)
 class PInitState:
     """What the wallet remembers between PInitReq and PInitRes, the request's digest too,
-    and the language it asked for (which the merchant copies into the TransIDs)."""
+    the language it asked for (which the merchant copies into the TransIDs) and the
+    Thumbs it sent (which the merchant echoes)."""
 
     rrpid: bytes
     chall_c: bytes
@@ -37,6 +38,7 @@ class PInitState:
     lid_m: bytes = b""
     request_digest: bytes = b""
     language: str = "en"
+    thumbs: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,11 @@ class TokenKey:
             )
         if sealed.extra_ciphertext or sealed.extra_nonce or sealed.extra_content_type:
             raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unexpected extra part")
-        if len(sealed.kem_ciphertext) != SALT_BYTES or len(sealed.nonce) != NONCE_BYTES:
-            raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad salt or nonce length")
+        if len(sealed.kem_ciphertext) != SALT_BYTES:
+            raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad salt length")
+        # Here, not left to AES-GCM: it takes 8 to 128 bytes, raising ValueError on others.
+        if len(sealed.nonce) != NONCE_BYTES:
+            raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad nonce length")
         ad = aead_associated_data(content_type, BODY_PART, self.key_id, sealed.xid, sealed.rrpid)
         aead = self._token_aead(content_type, sealed.kem_ciphertext)
         try:
