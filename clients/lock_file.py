@@ -38,18 +38,20 @@ class NotPlainFile(OSError):
     """A lock file's name holds something that opens but is not a plain file."""
 
 
-def open_lock_file(path: Path, mode: int) -> tuple[int, bool]:
+def open_lock_file(path: Path, mode: int, dir_fd: int | None = None) -> tuple[int, bool]:
     """``path``'s descriptor, read-write or else read-only (the module docstring), created
     ``mode`` when missing, and whether this open created it (``O_EXCL``): a caller may treat
     a file it made otherwise than one it found. ``OSError`` when it cannot be opened
     (``ELOOP`` for a symbolic link, not followed), ``NotPlainFile`` when what opened is no
-    plain file (closed again)."""
+    plain file (closed again). ``dir_fd``: a directory's descriptor ``path`` is relative
+    to, for a caller that judges the directory the file was found in, not whichever one
+    the directory's path names a moment later."""
     try:
-        fd, created = _open(path, os.O_RDWR, mode)
+        fd, created = _open(path, os.O_RDWR, mode, dir_fd)
     except OSError as exc:
         if exc.errno not in _NOT_WRITABLE:
             raise
-        fd, created = _open(path, os.O_RDONLY, mode)
+        fd, created = _open(path, os.O_RDONLY, mode, dir_fd)
     try:
         found = os.fstat(fd).st_mode
     except BaseException:
@@ -61,12 +63,12 @@ def open_lock_file(path: Path, mode: int) -> tuple[int, bool]:
     return fd, created
 
 
-def _open(path: Path, access: int, mode: int) -> tuple[int, bool]:
+def _open(path: Path, access: int, mode: int, dir_fd: int | None) -> tuple[int, bool]:
     """``path`` opened with ``access``, made if missing; and whether this open made it."""
     try:
-        return os.open(path, access | _OPEN_FLAGS | os.O_EXCL, mode), True
+        return os.open(path, access | _OPEN_FLAGS | os.O_EXCL, mode, dir_fd=dir_fd), True
     except FileExistsError:
-        return os.open(path, access | _OPEN_FLAGS, mode), False
+        return os.open(path, access | _OPEN_FLAGS, mode, dir_fd=dir_fd), False
 
 
 def why_unusable(exc: OSError) -> str:

@@ -20,9 +20,9 @@ answer only over the record it asked about (``save_unless_changed``). The lock f
 opened only as a plain file (``clients.lock_file``): a symbolic link or a FIFO in its
 place is refused (``ConfigError``), naming it, the book left as it was; one found wider
 than private is narrowed only when no other file's mode could be changed so (a hard link),
-else refused (``_kept_private``). A purchase is named by the shortest start of its XID
-no other purchase shares (``short_ids``): an XID that starts as an earlier one's cannot
-make two look alike.
+else refused (``_kept_private``), judging the directory it was opened in, by descriptor. A
+purchase is named by the shortest start of its XID no other purchase shares
+(``short_ids``): an XID that starts as an earlier one's cannot make two look alike.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ import base64
 import binascii
 import errno
 import fcntl
+import grp
 import json
 import os
+import pwd
 import stat
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -62,6 +64,12 @@ REFUSED = "REFUSED"
 # lock file holds nothing, but is kept as private as what it guards.
 PURCHASES_FILE_MODE = 0o600
 LOCK_SUFFIX = ".lock"
+# The wallet's directory, when the book is the first to need it: its owner's alone, whatever
+# the umask, as a umask of 002 (a group of the user's own) would leave it group-writable.
+DIRECTORY_MODE = 0o700
+# A directory's access ACL (Linux): present, its group bits are the ACL's mask, under which
+# a named user or group may write, whatever group owns the directory.
+_ACCESS_ACL = "system.posix_acl_access"
 
 
 @dataclass(frozen=True)
@@ -317,24 +325,48 @@ class PurchaseBook:
         """The book to this process alone while it reads, changes and writes it back: two
         commands saving at once would each write the list it read, without the other's
         record. Readers need no lock: the file is replaced whole (``write_atomically``)."""
-        self._lock.parent.mkdir(parents=True, exist_ok=True)
-        # Never through a link planted in its place, nor on a FIFO (``clients.lock_file``):
-        # refused, naming it, nothing read or written.
+        fd = self._opened()
         try:
-            fd, created = open_lock_file(self._lock, PURCHASES_FILE_MODE)
-        except OSError as exc:
-            raise self._unusable_lock(why_unusable(exc), self._in_the_way(exc)) from None
-        try:
-            if not created:  # one made now is private already: 0600, or less by the umask
-                self._kept_private(fd)
             # Blocks without a limit: a holder only reads and writes this one small file.
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
 
-    def _kept_private(self, fd: int) -> None:
-        """The lock file found open on ``fd`` left private, narrowed to it, or refused.
+    def _opened(self) -> int:
+        """The lock file's descriptor, private (``_kept_private``). The directory is opened
+        first (through a link, as every file of the wallet's is reached), and the file in
+        it, so that the directory judged is the one the file was found in, not whichever
+        the path names a moment later: a writer of that directory who planted a hard link,
+        then removed their own name of it, may have pointed the path at one only root
+        may write by then. Made when missing, private (``DIRECTORY_MODE``)."""
+        self._lock.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        try:
+            directory = os.open(self._lock.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._unusable_lock(f"its directory: {exc.strerror}", in_the_way=False) from None
+        try:
+            # Never through a link planted in its place, nor on a FIFO
+            # (``clients.lock_file``): refused, naming it, nothing read or written.
+            try:
+                fd, created = open_lock_file(
+                    Path(self._lock.name), PURCHASES_FILE_MODE, dir_fd=directory
+                )
+            except OSError as exc:
+                raise self._unusable_lock(why_unusable(exc), self._in_the_way(exc)) from None
+            try:
+                if not created:  # one made now is private already: 0600, or less by the umask
+                    self._kept_private(fd, directory)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        finally:
+            os.close(directory)
+
+    def _kept_private(self, fd: int, directory: int) -> None:
+        """The lock file found open on ``fd``, in the directory open on ``directory``, left
+        private, narrowed to it, or refused.
 
         Private because a write waits for the lock without a limit: whoever else may open
         the file may hold it, and stall every purchase's record behind it. One private
@@ -357,7 +389,7 @@ class PurchaseBook:
             why = f"{wider} and belongs to uid {found.st_uid}"
         elif found.st_nlink != 1:
             why = f"{wider} and has {found.st_nlink} names (a hard link to another file?)"
-        elif not self._directory_only_mine():
+        elif not _directory_only_mine(directory):
             why = f"{wider} in a directory other users may write"
         else:
             why = ""
@@ -378,15 +410,6 @@ class PurchaseBook:
             # A file this user may not change is in the way; a read-only file system is
             # not, nor anything else there is nothing to remove for.
             raise self._unusable_lock(why, in_the_way=exc.errno == errno.EACCES) from None
-
-    def _directory_only_mine(self) -> bool:
-        """Whether no user but this one (and root) may make names in the lock's directory:
-        its own, not writable by its group or others (an ACL shows in the group's bits)."""
-        try:
-            directory = os.stat(self._lock.parent)
-        except OSError:
-            return False
-        return directory.st_uid == os.geteuid() and not directory.st_mode & 0o022
 
     def _unusable_lock(self, why: str, in_the_way: bool) -> ConfigError:
         """The refusal of a lock file that cannot be used: named, and, when what is under
@@ -411,3 +434,38 @@ class PurchaseBook:
         except OSError:
             return False  # not there (or not to be seen): nothing to remove
         return True
+
+
+def _directory_only_mine(directory: int) -> bool:
+    """Whether no user but this one (and root) may make names in ``directory`` (open): its
+    own, not writable by others, nor by its group unless that group is this user's alone
+    (``_group_only_mine``), with no ACL that lets another user or group write."""
+    found = os.fstat(directory)
+    if found.st_uid != os.geteuid() or found.st_mode & 0o002:
+        return False
+    if not found.st_mode & 0o020:
+        return True  # an ACL's mask shows in the group's bits: none gives write
+    try:
+        os.getxattr(directory, _ACCESS_ACL)
+        return False  # the group's bits are an ACL's mask: some user or group may write
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+            return False  # not known: as good as one
+    return _group_only_mine(found.st_gid)
+
+
+def _group_only_mine(gid: int) -> bool:
+    """Whether the group ``gid`` holds this user alone: the user-private group that a umask
+    of 002 assumes (Debian's, Fedora's), named as the user, the user's own primary group,
+    listing no other member, nor any other user's primary group. Users that the system's
+    user database does not list (``getpwall``: one that does not enumerate) are not seen."""
+    try:
+        user = pwd.getpwuid(os.geteuid())
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return False
+    if group.gr_name != user.pw_name or user.pw_gid != gid:
+        return False
+    if any(member != user.pw_name for member in group.gr_mem):
+        return False
+    return not any(o.pw_gid == gid and o.pw_uid != user.pw_uid for o in pwd.getpwall())

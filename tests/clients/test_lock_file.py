@@ -83,11 +83,13 @@ class _Opens:
         self._open = os.open
         monkeypatch.setattr(os, "open", self)  # as ``clients.lock_file`` calls it
 
-    def __call__(self, path: Path, flags: int, mode: int = 0o777) -> int:
+    def __call__(
+        self, path: Path, flags: int, mode: int = 0o777, *, dir_fd: int | None = None
+    ) -> int:
         self.access.append(flags & os.O_ACCMODE)
         if flags & os.O_ACCMODE == os.O_RDWR:
             raise OSError(self._code, os.strerror(self._code), str(path))
-        return self._open(path, flags, mode)
+        return self._open(path, flags, mode, dir_fd=dir_fd)
 
 
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
@@ -148,3 +150,29 @@ def test_a_fifo_is_refused_and_its_descriptor_closed(tmp_path: Path) -> None:
         open_lock_file(tmp_path / "x.lock", 0o600)
     assert why_unusable(caught.value) == "it is not a plain file"
     assert _open_descriptors() == before
+
+
+@pytest.mark.parametrize("refused", [None, errno.EACCES], ids=["read-write", "read-only"])
+def test_with_a_directory_s_descriptor_it_is_opened_in_that_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: int | None
+) -> None:
+    """``dir_fd``: made, then found, in the directory opened, whichever directory its
+    path names by then; read-only too, where a read-write open is refused."""
+    first, other = tmp_path / "first", tmp_path / "other"
+    first.mkdir()
+    other.mkdir()
+    directory = os.open(first, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        first.rename(tmp_path / "moved")
+        other.rename(first)  # the path now names another directory
+        if refused is not None:
+            _Opens(monkeypatch, refused)
+        made = open_lock_file(Path("x.lock"), 0o600, dir_fd=directory)
+        os.close(made[0])
+        found = open_lock_file(Path("x.lock"), 0o600, dir_fd=directory)
+        os.close(found[0])
+    finally:
+        os.close(directory)
+    assert made[1] and not found[1]
+    assert (tmp_path / "moved" / "x.lock").is_file()
+    assert not (first / "x.lock").exists()

@@ -136,7 +136,7 @@ def test_a_write_still_waits_for_the_lock_s_holder(tmp_path: Path) -> None:
 def _failing_open(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
     """The lock file's open fails with ``code``."""
 
-    def fails(path: Path, mode: int) -> tuple[int, bool]:
+    def fails(path: Path, mode: int, dir_fd: int | None = None) -> tuple[int, bool]:
         raise OSError(code, os.strerror(code), str(path))
 
     monkeypatch.setattr(purchase_book, "open_lock_file", fails)
