@@ -32,30 +32,28 @@ glued on and one inside a group were kept. Joined only, one between two groups w
 hide them.
 
 A digit is any a script writes (``str.isdigit``, by its value), and a number character
-standing for one (the ideographic zero, Hangzhou or Roman numerals). Four forms of the
-text are searched. The text. Its NFKC form: a circled or parenthesized number is a
-number there (``U+246A`` is ``11``). The text with each number character that is no
-decimal digit read as a separator (``_others_apart``): a Hangzhou one looks like a bar, a
-Roman one like an ``I``, the ideographic zero like an ``o``, a Kharoshthi, Rumi or Brahmi
-one like a bar or a dash; typed between a card number's groups, one read as a digit adds
-one to them, and no candidate is the card number: once, seven card numbers in ten so
-separated were kept. That form blanks a superscript or a circled digit too, so the
-fourth keeps those (digits written otherwise, ``_written_digit``), read as their digits,
-and spells what NFKC spells with digits alone (``U+246A``): its review showed
-``4393〡6184〡3620〡467⁷`` passing every other form. Not a digit of a script's own that is
-no decimal one: kept as a digit there (a Kharoshthi one between the groups), about half
-the card numbers so typed were kept. Nor the whole text's NFKC form: it makes a lone
-lookalike letter an ASCII one (a full-width or a script ``l``), which ends the stretch,
-and one between two groups kept four card numbers in five. These two forms do not see
-such a separator between digits themselves written as number characters (the
-ideographic zero for each ``0``). And, if the text holds the decimal digits of more than
-one script, the last two with those of every script but one read as separators too, for
-each script in turn: an Arabic-Indic or an NKo one looks like a bar or a dot, a
-full-width or a mathematical one like an ASCII one, and typed between a card number's
-groups, read as a digit, it hid them as a numeral did (about three card numbers in four
-with one between two groups were kept); a card number in Arabic-Indic digits with an
-ASCII one between its groups the same. Text with the digits of one script only (ASCII)
-has no such form, and is decided as before.
+standing for one (the ideographic zero, Hangzhou or Roman numerals). The text is
+searched, and its NFKC form: a circled or parenthesized number is a number there
+(``U+246A`` is ``11``). Not only: a digit of another family than the card number's digits
+(a decimal script's, the superscripts, the subscripts, the circled digits, a script's
+numerals: ``gateway.ledger.reason_forms``) typed between its groups looks like a bar, a
+dash or a dot (a Hangzhou or a Kharoshthi numeral, an Arabic-Indic or an NKo digit, a
+superscript one), and read as a digit it adds one to them, so that no candidate is the
+card number (once, seven card numbers in ten with a numeral between their groups were
+kept, and three in four with another script's digit). So a stretch holding the digits of
+more than one family is searched in more forms (``other_forms``): with the digits of
+every family but one read as separators, for each family in turn (and for the decimal
+scripts together, and for ASCII and full-width together, as an input method's toggle
+mixes them, and Arabic-Indic and Extended Arabic-Indic); the same with the digits written
+otherwise (superscript, circled) kept, and what NFKC spells with digits so spelled
+(``4393〡6184〡3620〡467⁷``); and with each digit that is no decimal one read as a separator
+between two digits and as its digit at a number's edge (``6083¹778353¹374⁰``). Once, only
+the decimal scripts were families, and the text was searched whole in each form: a card
+number in superscript or circled digits with an ASCII one between its groups was kept (51
+in 300), and a reason of 4096 bytes with a digit of each of the 66 scripts in stretches
+of their own took over 100 ms. A stretch with the digits of one script only (ASCII) has
+no other form, and is decided as before, nor is the rest of the text searched again for
+the one that has.
 
 What that leaves, as a trade-off. A colon or an equals sign between a card number's
 groups ends the stretch, as it must for a time (``14:30:05``) or a pair (``a=b``) to be
@@ -66,31 +64,37 @@ printed (``_LEADING``). Digits written as Chinese numerals are not read, and a c
 number so written is kept: one to nine (``U+4E00`` to ``U+4E5D``) are letters, not number
 characters (only the zero, ``U+3007``, is one), and a run of them is a word that ends the
 stretch; read as digits, they would have ordinary Chinese or Japanese text refused. And
-ordinary text is refused now and then: a date range or a list of tickets with nothing but spaces,
-commas, slashes or a one-letter word (not ASCII) between its numbers holds, about one
-time in five, whole groups that pass the Luhn check; three numbers of four digits, or
+ordinary text is refused now and then: a date range or a list of tickets with nothing but
+spaces, commas, slashes or a one-letter word (not ASCII) between its numbers holds, about
+one time in five, whole groups that pass the Luhn check; three numbers of four digits, or
 one of four and one of six, followed by a longer one, about one time in two (a card
 number with its security code glued on is typed just so); an id of 13 digits or more
 typed whole, more often still (one of 14 digits about one time in four). The operator
 rewords it (``from 2026-11-20 to 2026-11-24``, ``ticket #4411``). The same text with its
 numbers in two scripts is refused a little more often (three dates, about two times in
 three rather than three in five), a number of one script standing apart between those of
-the other; a digit of the card number's own script typed between its groups is one more
-digit, and the filter cannot tell it from one. A card number with a digit written as a
-numeral that is no decimal digit (Kharoshthi, Ethiopic) is read by the first two forms
-only. An invisible character inside a number has ordinary text refused a little more
-often (a list of four tickets with one inside a number, 31 times in 100 rather than 29).
+the other; a digit of the card number's own family typed between its groups is one more
+digit, and the filter cannot tell it from one (a superscript between the groups of a card
+number in superscripts; a negative circled digit of one style between those of another,
+the dingbats being families by their names' first words). Nor does it see a card number
+typed in the digits of two other families mixed (but ASCII and full-width, Arabic-Indic
+and Extended Arabic-Indic) with another's between its groups (36 in 300 so typed are
+kept), nor, now and then, one with superscripts between its groups, a superscript for its
+last digit and a security code glued on (6 in 300). An invisible character inside a
+number has ordinary text refused a little more often (a list of four tickets with one
+inside a number, 31 times in 100 rather than 29).
 """
 
 from __future__ import annotations
 
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections import Counter
 from collections.abc import Iterator
 from functools import lru_cache
 from itertools import accumulate
 
+from gateway.ledger.reason_forms import CACHED_CHARACTERS, SHOW_NOTHING_BESIDE, other_forms
+from gateway.ledger.reason_forms import digit as _digit
 from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS
 
 # Marks that end a number as it is written, so never sit inside a card number: a time's
@@ -103,124 +107,50 @@ _ENDS_A_NUMBER = frozenset(":#;!?=")
 # Letters that show nothing (the Hangul fillers): typed between digits, they would hide a
 # card number from a filter that ends a stretch at every letter.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
-# Characters passed over looking for a letter beside another: a combining mark belongs to
-# the letter before it (a vowel sign too, spacing or not: a word of Devanagari is letters
-# and vowel signs in turn), and a format character (a zero-width joiner) between two
-# letters shows them side by side. A letter is part of a word when the next character
-# either way, these passed over, is a letter that shows.
-_SHOW_NOTHING_BESIDE = frozenset({"Mn", "Mc", "Me", "Cf"})
-# Number characters (not letters) that stand for one digit: the ideographic zero and the
-# Hangzhou numerals, Roman numerals, circled ideographs. NFKC leaves most of them as they
-# are (or makes them letters), so they are read by their value.
-_NUMBER_CATEGORIES = frozenset({"Nl", "No"})
-_ASCII_DIGITS = frozenset("0123456789")
 # How a card number's groups are laid out before its last, as it is printed and typed:
 # four digits each (16 and 19 digits, the first three or four of 4-4-4-4 and 4-4-4-4-3),
 # or four then six (American Express's 4-6-5, Diners Club's 4-6-4). A group that follows
 # such a run and is longer than four digits may be a last group with more glued on.
 _GROUP = 4
 _LEADING = (_GROUP, 6)
-# How many characters' readings are kept (each form of a text reads every character once
-# more): enough for the characters of the longest reason, bounded whatever is typed.
-_CACHED_CHARACTERS = 4096
 
 
 def could_hold_a_card_number(text: str) -> bool:
-    """Whether ``text``, its NFKC form, or it with its number characters (those of every
-    script but one too) read as separators, the digits written otherwise blanked or read
-    as digits, holds, in one stretch, digits that could be a card number (the module
-    docstring)."""
+    """Whether ``text``, its NFKC form, or a stretch of it with its digits of every family
+    but one, or of one family, read as separators (``other_forms``), holds, in one
+    stretch, digits that could be a card number (the module docstring)."""
     if _holds_one(text):
         return True
     # A form the same as the text (as most are: ASCII text has no other) is not searched
     # again, so that the searches cost as much as before for most text.
-    forms = dict.fromkeys((unicodedata.normalize("NFKC", text), *_others_apart(text)))
-    return any(_holds_one(form) for form in forms if form != text)
+    normalized = unicodedata.normalize("NFKC", text)
+    if normalized != text and _holds_one(normalized):
+        return True
+    # The other forms stretch by stretch: only a stretch with digits of more than one
+    # family has any, searched once each; the rest of the text, not again. Searched
+    # whole, 66 decimal scripts' digits and 13 superscripts, each in a stretch of its own,
+    # had a long reason's every other stretch searched 135 times (over 100 ms for 4096
+    # bytes).
+    for stretch in _pieces(text):
+        forms = dict.fromkeys(other_forms(stretch))
+        if any(_holds_one(form) for form in forms if form != stretch):
+            return True
+    return False
 
 
-def _others_apart(text: str) -> Iterator[str]:
-    """``text`` with the number characters that are no decimal digit read as separators
-    (``_apart``), then with those but the digits written otherwise (``_written_digit``),
-    and what NFKC spells with digits so spelled (``_spelled``); and, if it
-    holds the decimal digits of more than one script, both with those of every script
-    but one read as separators too, for each script in turn. A digit of another script
-    looks like a bar or a dot (``U+0661``, ``U+07C1``, the full-width one) typed between
-    a card number's groups, and read as a digit it hides them, as a lookalike numeral
-    does: once, about three card numbers in four with one between two groups were kept."""
-    counts = Counter(text)
-    numbers = {char for char in counts if _digit(char) is not None}
-    scripts = {char: _script(char) for char in numbers if char.isdecimal()}
-    # Digits written otherwise (superscript, circled), kept in the second form and read
-    # as their digits: its review showed "4393〡6184〡3620〡467⁷" passing every other
-    # form, the superscript blanked in the first, the numeral read as a digit in the rest.
-    # Not a digit of a script's own that is no decimal one (Kharoshthi, Rumi, Brahmi),
-    # which looks like a bar or a dash as a Hangzhou one does: kept, it hid them again.
-    written_otherwise = {char for char in numbers if _written_digit(char)}
-    numerals = numbers - written_otherwise - scripts.keys()
-    # What NFKC spells with digits (``U+246A`` is ``11``), so spelled in the second form:
-    # not the whole text's NFKC, which makes a lone lookalike letter (a full-width or a
-    # script ``l``) an ASCII one, ending the stretch: one between two groups hid them.
-    spelled = {ord(char): _spelled(char) for char in counts if _spelled(char)}
-    # Each script's digits by its zero, and None for every script's.
-    held: Counter[int | None] = Counter({None: 0})
-    for char, zero in scripts.items():
-        held[zero] += counts[char]
-        held[None] += counts[char]
-    # A script's forms are searched only if they can hold a card number's shortest: its
-    # digits, and any other the second form keeps or spells (``U+246A`` is ``11``).
-    besides = sum(
-        count * _digits_within(char)
-        for char, count in counts.items()
-        if char not in scripts and char not in numerals
-    )
-    for kept_script in list(held) if len(held) > 2 else [None]:
-        if held[kept_script] + besides < MIN_PAN_DIGITS:
-            continue
-        kept = {char for char, zero in scripts.items() if kept_script in (None, zero)}
-        yield _apart(text, numbers - kept)
-        yield _apart(text, numbers - kept - written_otherwise, spelled)
-
-
-def _apart(text: str, chars: set[str], spelled: dict[int, str] | None = None) -> str:
-    """``text`` with each of ``chars`` (number characters) a space, and each character
-    ``spelled`` maps spelled so."""
-    return text.translate({**(spelled or {}), **{ord(char): " " for char in chars}})
-
-
-@lru_cache(maxsize=_CACHED_CHARACTERS)
-def _written_digit(char: str) -> bool:
-    """Whether ``char`` is a digit written otherwise, superscript, subscript, circled or
-    parenthesized: no decimal digit, but one NFKC makes an ASCII digit or one circled
-    (the dingbats, which NFKC leaves as they are)."""
-    if not char.isdigit() or char.isdecimal():
-        return False
-    form = unicodedata.normalize("NFKC", char)
-    return not _ASCII_DIGITS.isdisjoint(form) or "CIRCLED" in unicodedata.name(char, "")
-
-
-@lru_cache(maxsize=_CACHED_CHARACTERS)
-def _spelled(char: str) -> str:
-    """``char``'s NFKC form if it is no digit (``_digit``) but NFKC spells it with ASCII
-    digits and no letter (``U+246A``, ``U+2474``, a fraction); else nothing."""
-    form = unicodedata.normalize("NFKC", char)
-    if _digit(char) is not None or _ASCII_DIGITS.isdisjoint(form):
-        return ""
-    return "" if any(each.isalpha() for each in form) else form
-
-
-def _script(char: str) -> int:
-    """The code point of the zero of the script whose decimal digit ``char`` is (each
-    script's are ten in a row, zero first), to tell one script's digits from another's."""
-    return ord(char) - unicodedata.digit(char)
-
-
-@lru_cache(maxsize=_CACHED_CHARACTERS)
-def _digits_within(char: str) -> int:
-    """How many digits ``char`` is read as, itself or in its NFKC form."""
-    return max(
-        _digit(char) is not None,
-        sum(_digit(each) is not None for each in unicodedata.normalize("NFKC", char)),
-    )
+def _pieces(text: str) -> Iterator[str]:
+    """Each stretch of ``text`` between characters that end one (``_ends_a_stretch``), as
+    it is written. Reading a digit as a separator or spelling one neither ends a stretch
+    nor starts one, so a stretch's forms are searched on their own as within the text's."""
+    start = 0
+    for index, char in enumerate(text):
+        # Most characters are no letter (a digit, a space): not looked around.
+        if (char.isalpha() or _ends_a_number(char)) and _ends_a_stretch(text, index):
+            if index > start:
+                yield text[start:index]
+            start = index + 1
+    if len(text) > start:
+        yield text[start:]
 
 
 def _holds_one(text: str) -> bool:
@@ -297,7 +227,7 @@ def _leads(sizes: list[int]) -> bool:
 def _stretches(text: str) -> Iterator[list[str]]:
     """Each stretch of ``text`` between characters that end one (``_ends_a_stretch``)
     holding ``MIN_PAN_DIGITS`` digits or more: its groups of consecutive digits, as ASCII
-    digits (``_digit``); and, if a character that shows nothing (``_SHOW_NOTHING_BESIDE``,
+    digits (``_digit``); and, if a character that shows nothing (``SHOW_NOTHING_BESIDE``,
     a zero-width space, a soft hyphen, a combining mark) stands after a digit, its groups
     as they are seen, each going on past it. Split there only, a group of four with one
     inside was two: not laid out as a card number's (``_LEADING``), it hid a security
@@ -315,7 +245,7 @@ def _stretches(text: str) -> Iterator[list[str]]:
         if group:
             groups.append(group)
             group = ""
-        if run and unicodedata.category(char) in _SHOW_NOTHING_BESIDE:
+        if run and unicodedata.category(char) in SHOW_NOTHING_BESIDE:
             continue
         if run:
             seen.append(run)
@@ -340,19 +270,6 @@ def _both(groups: list[str], seen: list[str]) -> Iterator[list[str]]:
             yield seen
 
 
-@lru_cache(maxsize=_CACHED_CHARACTERS)
-def _digit(char: str) -> str | None:
-    """The ASCII digit ``char`` stands for: a digit of any script (``str.isdigit``), or a
-    number character whose value is one digit; None for any other character."""
-    if char.isdigit():
-        return str(unicodedata.digit(char, 0))
-    if unicodedata.category(char) in _NUMBER_CATEGORIES:
-        value = unicodedata.numeric(char, -1.0)
-        if value.is_integer() and 0 <= value <= 9:
-            return str(int(value))
-    return None
-
-
 def _ends_a_stretch(text: str, index: int) -> bool:
     """Whether the character at ``index`` cannot sit inside a card number as it is
     written: a letter of a word (``_shows_as_letter``, with another beside it) or an
@@ -367,7 +284,7 @@ def _ends_a_stretch(text: str, index: int) -> bool:
     return _ends_a_number(char)
 
 
-@lru_cache(maxsize=_CACHED_CHARACTERS)
+@lru_cache(maxsize=CACHED_CHARACTERS)
 def _ends_a_number(char: str) -> bool:
     """Whether ``char`` is a mark that ends a number (``_ENDS_A_NUMBER``, in any width)."""
     return unicodedata.normalize("NFKC", char) in _ENDS_A_NUMBER
@@ -383,7 +300,7 @@ def _letter_beside(text: str, index: int, step: int) -> bool:
     """Whether the next character shown from ``index`` the way ``step`` goes (marks and
     format characters passed over) is a letter that shows."""
     index += step
-    while 0 <= index < len(text) and unicodedata.category(text[index]) in _SHOW_NOTHING_BESIDE:
+    while 0 <= index < len(text) and unicodedata.category(text[index]) in SHOW_NOTHING_BESIDE:
         index += step
     return 0 <= index < len(text) and _shows_as_letter(text[index])
 
