@@ -10,32 +10,46 @@ kept by backups and shell histories, and said by the command itself: no PAN goes
 is refused as a usage error (exit 2), before anything is made, opened or changed, and
 without repeating it.
 
-What could be a card number is what a usage error masks (``cli.usage_errors.shown_path``):
-a stretch of ``CARD_DIGITS`` digits or more, in groups with anything but a letter between
-them (``4539 1488 0343 6467``, ``4539/1488/0343/6467``), in the whole path as typed. A
-name with a long timestamp (``20261125103000``) is refused alike, so the type is kept to
-the options a card number is typed near: a bench report, a work directory or a wallet
-directory is often named by a timestamp (``bench-$(date +%Y%m%d-%H%M%S).json``), and a
-card number is no more likely there than in any other argument, whose usage errors are
-masked (``cli.usage_errors``).
+What is refused is narrower than what a usage error masks (``cli.usage_errors``), which
+only hides digits and so may hide a date too: a refusal stops the command. A part of the
+path (between slashes) is read in stretches that only a letter ends (``4539 5787 6362
+1486``, ``4539-5787-6362-1486``, ``card-4539578763621486.json``: one stretch of 16
+digits, whatever separates them, in any script), and one of 13 to 19 digits that pass
+the Luhn check is a card number: every real one does. A dated tree of card files
+(``cards/2026/11/25/000123.json``, ``cards/branch-0042/2026-11-25/7.json``) is no longer
+read as one number across its directories, and a timestamp of as many digits passes the
+check once in ten: a letter between its parts (``2026-11-25T10-30-00``) lets any through.
+The type is kept to the options a card number is typed near: a bench report or a work
+directory named by a timestamp is everyday use, and a card number is no likelier there
+than in any other argument, whose usage errors are masked.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import unicodedata
 from pathlib import Path
 
-from cli.number_options import CARD_DIGITS
-from cli.usage_errors import shown_path
+from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
+
+# What ends a stretch of a path's part: a letter of any script (``card``, ``json``).
+_LETTERS = re.compile(r"[^\W\d_]+")
 
 
 def output_path(text: str) -> Path:
-    """An option's path (``type=output_path``), or argparse's usage error when it could
-    hold a card number (the module docstring); the path is not repeated."""
-    if shown_path(text) != text:
+    """An option's path (``type=output_path``), or argparse's usage error when a part of it
+    is a card number (the module docstring); the path is not repeated."""
+    if any(_a_card_number(stretch) for part in text.split("/") for stretch in _LETTERS.split(part)):
         raise argparse.ArgumentTypeError(
-            f"the path has {CARD_DIGITS} digits or more with no letter between them, which "
-            "could be a card number, and no card number goes into a file's name: name it "
-            "another way (a letter between the digits will do)"
+            f"a part of the path holds {MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} digits passing"
+            " the Luhn check, which could be a card number, and no card number goes into a"
+            " file's name: name it another way (a letter between the digits will do)"
         )
     return Path(text)
+
+
+def _a_card_number(stretch: str) -> bool:
+    """Whether the digits of ``stretch`` (any script's, read as 0-9) are a card number's."""
+    digits = "".join(str(unicodedata.decimal(char)) for char in stretch if char.isdecimal())
+    return MIN_PAN_DIGITS <= len(digits) <= MAX_PAN_DIGITS and luhn_valid(digits)
