@@ -200,9 +200,12 @@ def load_public_key(spki: bytes, what: str) -> PublicKey:
 
 
 def thumbs_message(thumbs: Sequence[bytes]) -> common_pb2.Thumbs:
-    """The Thumbs a requester sends (what it already holds)."""
+    """The Thumbs a requester sends (what it already holds): as many, and each as long, as
+    ``check_thumbs`` takes, so a wrong one is this side's error, not the peer's refusal."""
     if len(thumbs) > MAX_THUMBS:
         raise ConfigurationError(f"at most {MAX_THUMBS} thumbprints per request")
+    if any(len(thumb) != THUMB_BYTES for thumb in thumbs):
+        raise ConfigurationError(f"a thumbprint is {THUMB_BYTES} bytes (SHA-256)")
     return common_pb2.Thumbs(thumbs=list(thumbs))
 
 

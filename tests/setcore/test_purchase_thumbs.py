@@ -129,3 +129,13 @@ def test_the_wallet_sends_no_more_thumbs_than_a_merchant_takes(ec: Certified) ->
         build_pinit_request(
             card.pan, ec.brand_id, b"lid-c", thumbs=[b"\x01" * 32] * (MAX_THUMBS + 1)
         )
+
+
+@pytest.mark.parametrize("length", [0, 20, 31, 33])
+def test_a_thumbprint_of_another_length_is_the_senders_error(ec: Certified, length: int) -> None:
+    """A wallet naming a thumbprint the merchant would refuse (a SHA-1 one, 20 bytes, as
+    SET's own thumbprints were) is told so itself, before anything is sent, not by the
+    merchant's DECODING_FAILURE."""
+    _, card = _cardholder(ec)
+    with pytest.raises(ConfigurationError, match="a thumbprint is 32 bytes"):
+        build_pinit_request(card.pan, ec.brand_id, b"lid-c", thumbs=(b"\x03" * length,))
