@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli import stdout_reader
 from cli.number_options import shown
 from gateway import workers
 from gateway.config import CONFIG_FILE, BankConfig, ConfigError, load
@@ -140,14 +141,32 @@ def serve(args: argparse.Namespace, config: BankConfig) -> int:
     """Serve until SIGTERM or SIGINT; then drain within the grace period; the exit status
     (``gateway.workers``), said in one line once every process of the bank has gone."""
     warn_pin_file_in_bank(config)  # once for the bank, as the TLS certificate is judged
-    code = workers.serve(
-        config, on_ready=lambda bound: _announce(args, config, bound), lifeline=args.lifeline_fd
-    )
-    # Printed as the serving line is, not logged: the stop is no warning, and at the
-    # default level (WARNING) the log says nothing of a stop that went well, so an
-    # operator's Ctrl-C went unanswered. What failed or was cut was logged above.
-    print(f"setpay gateway: stopped{_STOPPED.get(code, f' (exit {code})')}", flush=True)
+    announced: list[workers.Bound] = []
+
+    def ready(bound: workers.Bound) -> None:
+        _announce(args, config, bound)
+        announced.append(bound)
+
+    code = workers.serve(config, on_ready=ready, lifeline=args.lifeline_fd)
+    if announced:
+        _say_stopped(code)
     return code
+
+
+def _say_stopped(code: int) -> None:
+    """Say on standard output that the bank which said it serves has stopped, and how.
+
+    Printed as the serving line is, not logged: the stop is no warning, and at the
+    default level (WARNING) the log says nothing of a stop that went well, so an
+    operator's Ctrl-C went unanswered. What failed or was cut was logged above. Only
+    after the serving line: a bank that never served said nothing on standard output
+    before, and a reader taking its first line for the ports reads no other. A reader
+    gone by then changes nothing of the status: a service manager restarting a bank
+    whose stop went well, for a 141, would be worse than the line lost."""
+    try:
+        print(f"setpay gateway: stopped{_STOPPED.get(code, f' (exit {code})')}", flush=True)
+    except BrokenPipeError as broken:
+        stdout_reader.gone(broken)
 
 
 # How the bank stopped, by exit status (``gateway.workers``), after "stopped".

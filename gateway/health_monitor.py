@@ -85,7 +85,7 @@ class HealthMonitor:
     """Feeds grpc.health.v1 from probes of the key backend and the database.
 
     A probe's failure is logged once per cause, at WARNING, then at DEBUG while it fails
-    so, and its recovery at INFO: every probe runs each second in every worker, and a
+    so, and its recovery at WARNING too: every probe runs each second in every worker, and a
     minute of the ledger away (its process started again while another program held the
     write lock) logged "health probe failed: StoreAway" twice a second per worker, most
     of the bank's log. A new cause is logged again at WARNING."""
@@ -144,7 +144,9 @@ class HealthMonitor:
             else:
                 cause = self._failing.pop(place, None)
                 if cause is not None:
-                    log.info("health probe passes again (it failed: %s)", cause)
+                    # At the failure's level: at the default one (WARNING) the log
+                    # ended on the failure, the bank serving again.
+                    log.warning("health probe passes again (it failed: %s)", cause)
         with self._publishing:
             if not self._stop.is_set():
                 self._set(ok)

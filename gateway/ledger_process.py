@@ -172,10 +172,14 @@ def run_ledger_process(
             url[len("sqlite:") :], observer=observer, cpu=demand, stopped=stopped
         )
     except StoreBusy:
-        if not stopped():
-            raise  # a fault line: started again while the ledger is busy (the docstring)
-        log.info("ledger process stopped while another program held the ledger's write lock")
-        return 0
+        # Its fault line either way: started again while the ledger is busy (the
+        # docstring), or, at the bank's stop, a clean end (``spared_at_stop``). Not exit
+        # 0 at a stop signal of its own: one sent to this process alone (an operator's
+        # kill of a retry seen in ps) would have read as a start that failed of no
+        # passing fault, and stopped the bank.
+        if stopped():
+            log.info("ledger process stopped while another program held the ledger's write lock")
+        raise
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a ledger process that died
     connections = descriptors_for(connections_needed(config))

@@ -5,15 +5,19 @@ and never said the bank had stopped."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import cli.gateway
 from gateway.provisioning import InitResult, init_bank
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -60,3 +64,49 @@ def test_ctrl_c_is_answered_by_one_stopped_line_and_no_warning(
     assert lines[1] == "setpay gateway: stopped"
     # (Its one warning is the keys.pass file ``init`` leaves in the bank directory.)
     assert "NOT_SERVING" not in err.read_text(), err.read_text()
+
+
+def _serve_returning(
+    monkeypatch: pytest.MonkeyPatch, code: int, *, ready: bool
+) -> Callable[[], int]:
+    """``cli.gateway.serve`` over a stand-in for the bank's serving that says it serves (or
+    not) and returns ``code``."""
+
+    def serving(config: object, *, on_ready: Callable[[object], None], lifeline: object) -> int:
+        if ready:
+            on_ready(object())
+        return code
+
+    monkeypatch.setattr(cli.gateway.workers, "serve", serving)
+    monkeypatch.setattr(cli.gateway, "_announce", lambda args, config, bound: None)
+    monkeypatch.setattr(cli.gateway, "warn_pin_file_in_bank", lambda config: None)
+    return lambda: cli.gateway.serve(argparse.Namespace(lifeline_fd=None), object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", [0, 1, 3])
+def test_a_bank_that_never_said_it_serves_says_nothing_of_its_stop(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], code: int
+) -> None:
+    """A reader taking the first line for the ports reads no other: before the stop line, a
+    bank that never served said nothing on standard output."""
+    assert _serve_returning(monkeypatch, code, ready=False)() == code
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("code", [0, 1, 3])
+def test_a_reader_gone_before_the_stop_line_changes_nothing_of_the_status(
+    monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """``setpay gateway serve ... | head -1``: the stop line meets a reader gone, and the
+    status is the bank's still (it was 141, which a service manager reads as a failure)."""
+    serve = _serve_returning(monkeypatch, code, ready=True)
+    read, write = os.pipe()
+    os.close(read)
+    stdout = os.fdopen(write, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert serve() == code
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            stdout.close()

@@ -64,8 +64,8 @@ def test_a_probe_s_failure_is_said_once_per_cause_and_its_recovery_at_info(
         ledger.fault = token.fault = None
         assert monitor.probe()
         assert _said(caplog) == [
-            (logging.INFO, "health probe passes again (it failed: TokenAbsent)"),
-            (logging.INFO, "health probe passes again (it failed: StoreAway)"),
+            (logging.WARNING, "health probe passes again (it failed: TokenAbsent)"),
+            (logging.WARNING, "health probe passes again (it failed: StoreAway)"),
         ]
         assert monitor.probe() and _said(caplog) == []
         ledger.fault = StoreAway("again")  # failing again after it recovered: news

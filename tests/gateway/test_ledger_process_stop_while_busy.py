@@ -69,3 +69,35 @@ def test_a_stop_during_a_busy_ledger_s_retry_is_clean_and_prompt(tmp_path: Path)
         assert log.count("health probe failed: StoreAway") <= HEALTH_MONITORS, log[-5000:]
     finally:
         bank.close()
+
+
+def test_a_signal_to_the_retried_ledger_process_alone_does_not_stop_the_bank(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM to the retried ledger process only (an operator killing the retry seen in
+    ps), the bank not stopping: it ends of the ledger busy, as a retry that timed out
+    does, and is started again; it exited 0 with no fault line for a while, which the
+    supervisor read as a start that failed of no passing fault, and stopped the bank."""
+    bank = serve_bank(tmp_path, workers=1, extra_env=dict(LEDGER_PROCESS))
+    try:
+        other = sqlite3.connect(tmp_path / "bank" / "ledger.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            (ledger,) = ledger_process_of(bank.process.pid)
+            os.kill(ledger, signal.SIGKILL)
+            wait_for("the ledger process's retry", lambda: "it starts again now" in bank.log())
+            (retry,) = ledger_process_of(bank.process.pid)
+            os.kill(retry, signal.SIGTERM)
+            wait_for("the retry's end", lambda: retry not in ledger_process_of(bank.process.pid))
+        finally:
+            other.rollback()
+            other.close()
+        serving = "ledger process serving (pid"
+        wait_for(
+            "the ledger process serving again, or the bank's end",
+            lambda: bank.log().count(serving) >= 2 or bank.process.poll() is not None,
+        )
+        assert bank.process.poll() is None, bank.log()[-5000:]
+        assert "stopping the bank" not in bank.log(), bank.log()[-5000:]
+    finally:
+        bank.close()
