@@ -96,9 +96,9 @@ def order_description(text: str) -> str:
         ) from None
     # One too long for an order is refused with the other terms (saying its length), and
     # not searched: the search's time grows with the text, which a command line lets be
-    # long. The description the limit admits is searched in milliseconds, and one made
-    # to be slow (a digit of each of 80 families beside a long run of digits) in about
-    # a tenth of a second.
+    # long. The description the limit admits is searched in milliseconds; one made to be
+    # slow (a digit of each of many families in one stretch) is refused unsearched
+    # (``gateway.ledger.reason_forms.MAX_FAMILIES``).
     if len(encoded) <= MAX_ORDER_DESCRIPTION_BYTES and _could_hold_a_card_number(text):
         raise argparse.ArgumentTypeError(
             "an order description must not hold a card number (the merchant keeps it, the"

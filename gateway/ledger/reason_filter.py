@@ -93,7 +93,13 @@ from collections.abc import Iterator
 from functools import lru_cache
 from itertools import accumulate
 
-from gateway.ledger.reason_forms import CACHED_CHARACTERS, SHOW_NOTHING_BESIDE, other_forms
+from gateway.ledger.reason_forms import (
+    CACHED_CHARACTERS,
+    MAX_FAMILIES,
+    SHOW_NOTHING_BESIDE,
+    families_in,
+    other_forms,
+)
 from gateway.ledger.reason_forms import digit as _digit
 from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS
 
@@ -132,6 +138,8 @@ def could_hold_a_card_number(text: str) -> bool:
     # had a long reason's every other stretch searched 135 times (over 100 ms for 4096
     # bytes).
     for stretch in _pieces(text):
+        if families_in(stretch) > MAX_FAMILIES:
+            return True  # refused unsearched (``reason_forms.MAX_FAMILIES``)
         forms = dict.fromkeys(other_forms(stretch))
         if any(_holds_one(form) for form in forms if form != stretch):
             return True
