@@ -209,7 +209,9 @@ def remove(directory: Path, held: int) -> list[Left]:
     if left:
         return left
     try:
-        parent = os.open(directory.parent, os.O_RDONLY | os.O_DIRECTORY)
+        # A path descriptor: it names and stats the entry and removes it, in a parent
+        # its user may enter but not list (a TMPDIR of mode 0300) too.
+        parent = os.open(directory.parent, os.O_PATH | os.O_DIRECTORY)
     except FileNotFoundError:
         return left  # its parent gone: so is it
     except OSError as exc:

@@ -230,3 +230,25 @@ def test_what_the_reaper_removed_after_the_bench_is_not_said_left(
         _written_late(monkeypatch)  # in this process only: not in its reaper
     assert not place.path.exists()
     assert capsys.readouterr().err == ""
+
+
+def test_a_parent_the_user_may_enter_but_not_list_loses_the_directory_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TMPDIR of mode 0300 (write and enter, not list): the parent was opened to list,
+    refused (EACCES), and the emptied ``setpay-bench-*`` directory stayed. It is opened as
+    a path now, which removes an entry as well. Root lists any directory, so the refusal
+    a user meets is made here, only for an open that would list."""
+    run = tmp_path / f"{PREFIX}listless"
+    run.mkdir()
+    _bank(run)
+    real_open = os.open
+
+    def listing_refused(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if path == tmp_path and flags & os.O_DIRECTORY and not flags & os.O_PATH:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench_workdir.os, "open", listing_refused)
+    assert _removed(run) == []
+    assert not run.exists()
