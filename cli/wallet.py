@@ -55,13 +55,13 @@ and ``register`` or ``renew`` asks about it again once setpay is upgraded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import stat
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cli.card_file import MAX_CARD_FILE_BYTES, CardFileError, parse_card_file
 from cli.currency import currency_code
 from cli.initiation import (
     DEFAULT_CURRENCY,
@@ -97,13 +97,11 @@ from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
 from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
 from setcore.errors import PeerError, SetcoreError
-from setcore.pan import MAX_EXPIRY_YEAR, MIN_EXPIRY_YEAR, PAN, InvalidPAN, check_expiry
+from setcore.pan import MAX_EXPIRY_YEAR, MIN_EXPIRY_YEAR, PAN
 from setcore.profiles import PROFILES, profile_named
 from setpay.v1 import registration_pb2
 
 DIR_ENV = "SETPAY_WALLET_DIR"
-# A card file from the bank is a few fields; anything larger is the wrong file.
-MAX_CARD_FILE_BYTES = 4096
 # Exit statuses beside 0 and 1 (the module docstring says when each is given).
 EXIT_USAGE = 2
 EXIT_PENDED = 3
@@ -232,40 +230,24 @@ def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
     (``setpay bank open-account --card-out``): a number that is a card number, an expiry
     that is a month not yet over (UTC), a code that is text (the CA judges the rest).
 
-    The number is text, as the bank writes and reads it (``cli.bank_card_file``): read
-    through ``str()``, a JSON number was taken for the card number (a hand-edited file's,
-    another program's; past 2**53 its digits not even those written). A refusal names the
-    file as ``shown_path`` does: a file named by the card number is named masked."""
+    The fields are parsed as the bank parses them (``cli.card_file``); whether the card
+    has expired is the wallet's own check. A refusal names the file as ``shown_path``
+    does: a file named by the card number is named masked."""
     data = read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
     shown = shown_path(path)
     try:
-        raw = json.loads(data)
-        if not isinstance(raw, dict):
-            raise TypeError("not a JSON object")
-        number, expiry, code = raw["pan"], raw["expiry"], raw.get("enrolment_code")
-        if code is not None and not isinstance(code, str):
-            raise TypeError("enrolment_code is not text")
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        # The parse error is not chained: its text could quote the card number.
-        raise ClientError(f"{shown} is not a card file ({type(exc).__name__})") from None
-    if not isinstance(number, str):
-        raise ClientError(
-            f"{shown} is not a card file: its pan is not text (a JSON string of digits)"
-        )
-    try:
-        pan = PAN(number)
-    except InvalidPAN as exc:
-        raise ClientError(f"{shown} is not a card file ({type(exc).__name__})") from None
-    try:
-        check_expiry(expiry if isinstance(expiry, str) else "")
-    except SetcoreError:
-        # The value is not quoted: a file with its fields swapped would show the card number.
-        years = f"a year from {MIN_EXPIRY_YEAR} to {MAX_EXPIRY_YEAR}"
-        raise ClientError(f"{shown}: the card's expiry is not YYYYMM of {years}") from None
+        card = parse_card_file(data)
+    except CardFileError as exc:
+        if exc.field == "expiry":
+            years = f"a year from {MIN_EXPIRY_YEAR} to {MAX_EXPIRY_YEAR}"
+            raise ClientError(f"{shown}: the card's expiry is not YYYYMM of {years}") from None
+        # The error's type where one refused it (the JSON parser's, InvalidPAN's).
+        said = f" ({exc.error})" if exc.error is not None else f": {exc}"
+        raise ClientError(f"{shown} is not a card file{said}") from None
     now = datetime.now(UTC)
-    if int(expiry) < now.year * 100 + now.month:
-        raise ClientError(f"{shown}: the card expired ({expiry[4:]}/{expiry[:4]})")
-    return pan, expiry, code or None
+    if int(card.expiry) < now.year * 100 + now.month:
+        raise ClientError(f"{shown}: the card expired ({card.expiry[4:]}/{card.expiry[:4]})")
+    return card.pan, card.expiry, card.enrolment_code
 
 
 def _warn_if_shared(path: Path) -> None:
