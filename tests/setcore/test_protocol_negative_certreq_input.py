@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hsm.base import KeyHandle
-from setcore import registration_certreq
+from setcore import registration_cardholder, registration_certreq
 from setcore.encoding import digest
 from setcore.errors import ErrorCode
 from setcore.freshness import new_id
@@ -52,7 +52,7 @@ from setcore.registration_merchant_ca import (
     verify_merchant_cert_request,
 )
 from setcore.signed import sign
-from setpay.v1 import crypto_pb2, registration_pb2
+from setpay.v1 import common_pb2, crypto_pb2, registration_pb2
 
 from .pki.conftest import TEST_EXPIRY, TEST_PAN, World
 from .refusals import refused
@@ -224,9 +224,12 @@ def test_a_cert_req_with_a_back_key_not_of_32_bytes_is_refused(
 
 @pytest.mark.parametrize("size", [0, 31, 33])
 def test_a_cert_req_holding_a_thumbprint_not_of_32_bytes_is_refused(
-    world: World, size: int
+    world: World, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 2.6: Thumbs name certificates by SHA-256; the wallet's builder bounds only the count.
+    # 2.6: Thumbs name certificates by SHA-256. The wallet's builder refuses such a one
+    # itself (``thumbs_message``); a requester of its own sends it all the same.
+    unchecked = lambda thumbs: common_pb2.Thumbs(thumbs=list(thumbs))  # noqa: E731
+    monkeypatch.setattr(registration_cardholder, "thumbs_message", unchecked)
     request, _, _ = _card_request(world, thumbs=[bytes(size)])
     reason = refused(DECODING, open_card_cert_request, peek_cert_request(request), _ca(world))
     assert reason == "malformed Thumbs"
