@@ -12,13 +12,14 @@ without repeating it.
 
 What is refused is narrower than what a usage error masks (``cli.usage_errors``), which
 only hides digits and so may hide a date too: a refusal stops the command. A part of the
-path (between slashes) is read in stretches that only a letter ends (``4539 5787 6362
-1486``, ``4539-5787-6362-1486``, ``card-4539578763621486.json``: one stretch of 16
-digits, whatever separates them, in any script), and one of 13 to 19 digits that pass
-the Luhn check is a card number: every real one does. A dated tree of card files
-(``cards/2026/11/25/000123.json``, ``cards/branch-0042/2026-11-25/7.json``) is no longer
-read as one number across its directories, and a timestamp of as many digits passes the
-check once in ten: a letter between its parts (``2026-11-25T10-30-00``) lets any through.
+path (between slashes) is read in stretches that only a letter ends (a card number in
+groups of four with spaces or dashes between them, or whole after ``card-`` and before
+``.json``: one stretch of 16 digits, whatever separates them, in any script), and one of
+13 to 19 digits that pass the Luhn check is a card number: every real one does. A dated
+tree of card files (``cards/2026/11/25/000123.json``,
+``cards/branch-0042/2026-11-25/7.json``) is no longer read as one number across its
+directories, and a timestamp of as many digits passes the check once in ten: a letter
+between its parts (``2026-11-25T10-30-00``) lets any through.
 The type is kept to the options a card number is typed near: a bench report or a work
 directory named by a timestamp is everyday use, and a card number is no likelier there
 than in any other argument, whose usage errors are masked.
