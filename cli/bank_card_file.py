@@ -30,31 +30,31 @@ class BankCommandError(Exception):
 
 def read_pan(path: Path) -> PAN:
     """The PAN the operator chose, from ``--pan-file``."""
-    name = shown_path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_PAN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise BankCommandError(f"cannot read --pan-file {name}: {exc.strerror}") from None
-    if len(raw) > MAX_PAN_FILE_BYTES:
-        raise BankCommandError(f"--pan-file {name} is too large to hold a PAN")
+    raw = _read(path, "--pan-file", MAX_PAN_FILE_BYTES, "to hold a PAN")
     # InvalidPAN's messages never quote the digits.
     return PAN(raw.decode("ascii", errors="replace").strip())
 
 
 def read_card_pan(path: Path) -> PAN:
     """The PAN of a card file (``open-account --card-out``), from ``--card``."""
+    raw = _read(path, "--card", MAX_CARD_FILE_BYTES, "to be a card file")
     name = shown_path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CARD_FILE_BYTES + 1)
-    except OSError as exc:
-        raise BankCommandError(f"cannot read --card {name}: {exc.strerror}") from None
-    if len(raw) > MAX_CARD_FILE_BYTES:
-        raise BankCommandError(f"--card {name} is too large to be a card file")
     try:
         return parse_card_file(raw).pan
     except CardFileError as exc:
         # The JSON parser's error by its type alone; every other by its reason.
         said = f": {exc}" if exc.field is not None else f" ({exc.error})"
         raise BankCommandError(f"--card {name} is not a card file{said}") from None
+
+
+def _read(path: Path, option: str, most: int, what: str) -> bytes:
+    """The whole of the file ``option`` names, at most ``most`` bytes: BankCommandError,
+    naming it (``shown_path``), if it cannot be read or is longer (too large ``what``)."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(most + 1)
+    except OSError as exc:
+        raise BankCommandError(f"cannot read {option} {shown_path(path)}: {exc.strerror}") from None
+    if len(raw) > most:
+        raise BankCommandError(f"{option} {shown_path(path)} is too large {what}")
+    return raw
