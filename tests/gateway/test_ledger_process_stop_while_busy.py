@@ -24,7 +24,13 @@ from pathlib import Path
 
 from gateway.ledger.sqlite import BUSY_TIMEOUT_MS
 
-from .served import LEDGER_PROCESS, ledger_process_of, serve_bank, wait_for
+from .served import (
+    LEDGER_PROCESS,
+    ledger_process_of,
+    serve_bank,
+    the_ledger_process,
+    wait_for,
+)
 
 WORKERS = 2
 # Each worker serves the gateway and the CA, each with a health monitor of its own.
@@ -86,7 +92,8 @@ def test_a_signal_to_the_retried_ledger_process_alone_does_not_stop_the_bank(
             (ledger,) = ledger_process_of(bank.process.pid)
             os.kill(ledger, signal.SIGKILL)
             wait_for("the ledger process's retry", lambda: "it starts again now" in bank.log())
-            (retry,) = ledger_process_of(bank.process.pid)
+            # The line is logged before the retry is forked: wait for the process itself.
+            retry = the_ledger_process(bank)
             os.kill(retry, signal.SIGTERM)
             wait_for("the retry's end", lambda: retry not in ledger_process_of(bank.process.pid))
         finally:
