@@ -23,7 +23,7 @@ from setcore.gateway_admin import (
     open_pcert_response,
 )
 from setcore.pan import PAN
-from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
+from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.purchase import build_pinit_request, build_pinit_response, open_pinit_response
 from setcore.signed import parse_signed, sign
 from setpay.v1 import common_pb2, gateway_admin_pb2
@@ -157,6 +157,41 @@ def test_pcert_naming_an_unknown_certificate_is_refused(ec_certified: Certified)
 
     payload, state = _forged_pcert(c, unknown)
     _pcert_refused(c, ErrorCode.ERROR_CODE_MISSING_CERTIFICATE, payload, state)
+
+
+def test_pcert_leaving_out_a_gateway_ca_certificate_no_longer_held_is_refused(
+    ec_certified: Certified,
+) -> None:
+    # The merchant sends the gateway's CA certificate with its key in PInitRes, so it must
+    # have it: from the bundle, which the signature does not cover, or from its store. Here
+    # the gateway's chains are cached from an earlier PCertRes, and the CA certificate they
+    # went through was dropped from the store's bounded certificate cache since.
+    c = ec_certified
+    gateway_ca = c.world.brand.gateway_ca.ca
+    trust = c.world.store(max_cached_certificates=1)
+    request, state = _pcert(c)
+    payload = build_pcert_response(c.gateway, _open_pcert(c, request), [P_SUCCESS])
+    earlier = open_pcert_response(_pcert_response(payload), c.merchant, state, trust)
+    assert earlier.items[0].chain == (gateway_ca.der,)
+    trust.resolve(
+        c.merchant.signature_thumb, c.merchant.bundle(), MERCHANT, CertificateUsage.SIGNATURE
+    )  # its path's certificates push the gateway CA's out
+    assert trust.certificate(gateway_ca.thumbprint) is None
+
+    request, state = _pcert(c)
+    signed = parse_signed(build_pcert_response(c.gateway, _open_pcert(c, request), [P_SUCCESS]))
+    carried = [der for der in signed.bundle.certificates if der != gateway_ca.der]
+    del signed.bundle.certificates[:]
+    signed.bundle.certificates.extend(carried)
+    reason = refused(
+        ErrorCode.ERROR_CODE_MISSING_CERTIFICATE,
+        open_pcert_response,
+        _pcert_response(signed.SerializeToString()),
+        c.merchant,
+        state,
+        trust,
+    )
+    assert reason == "gateway CA certificate missing"
 
 
 def test_pcert_answering_other_brands_is_refused(ec_certified: Certified) -> None:

@@ -267,6 +267,72 @@ def test_a_ca_limited_to_other_purposes_cannot_vouch_for_a_set_certificate() -> 
     assert "test MCA" in reason and "extendedKeyUsage" in reason
 
 
+# --- the pinned root (chain.Anchor.from_der, through TrustStore) ------------------------
+
+
+def _root(
+    *,
+    certificate_type: int | None = roles.BRAND_ROOT,
+    brand: str | None = BRAND,
+    issuer: str = "test root",
+    signer: ec.EllipticCurvePrivateKey | None = None,
+) -> bytes:
+    """A root made here, a setpay brand root but for what the arguments change: another
+    certificateType or none, no brandId, another issuer name, or signed by another key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
+
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name("test root"))
+        .issuer_name(name(issuer))
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), True)
+        .add_extension(key_usage(ca=True), True)
+    )
+    if certificate_type is not None:
+        builder = builder.add_extension(
+            extensions.certificate_type_extension(certificate_type), False
+        )
+    if brand is not None:
+        builder = builder.add_extension(extensions.brand_extension(brand), False)
+    return builder.sign(signer or key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_a_root_made_here_is_pinned() -> None:
+    # So that each refusal below is for the one thing changed.
+    assert TrustStore(_root(), require_revocation=False).brand_id == BRAND
+
+
+@pytest.mark.parametrize("case", ["signed by another key", "issued by another root"])
+def test_a_root_that_is_not_self_signed_is_refused(case: str) -> None:
+    # A brand root in every other way (type, brandId, subject), so that only the
+    # signature check can refuse it.
+    other = ec.generate_private_key(ec.SECP256R1())
+    issuer = "test root" if case == "signed by another key" else "other root"
+    der = _root(issuer=issuer, signer=other)
+    reason = refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, TrustStore, der)
+    assert reason == "root is not self-signed"
+
+
+@pytest.mark.parametrize("case", ["Merchant CA type", "no certificateType", "no brandId"])
+def test_a_self_signed_root_that_is_no_brand_root_is_refused(case: str) -> None:
+    if case == "Merchant CA type":
+        der = _root(certificate_type=roles.MERCHANT_CA)
+    elif case == "no certificateType":
+        der = _root(certificate_type=None)
+    else:
+        der = _root(brand=None)
+    reason = refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, TrustStore, der)
+    assert reason == "not a setpay brand root"
+
+
 # --- CRLs (crl.verify_crl_issuer) --------------------------------------------------------
 
 
