@@ -95,10 +95,9 @@ from itertools import accumulate
 
 from gateway.ledger.reason_forms import (
     CACHED_CHARACTERS,
-    MAX_FAMILIES,
     SHOW_NOTHING_BESIDE,
-    families_in,
     other_forms,
+    too_mixed,
 )
 from gateway.ledger.reason_forms import digit as _digit
 from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS
@@ -138,7 +137,7 @@ def could_hold_a_card_number(text: str) -> bool:
     # had a long reason's every other stretch searched 135 times (over 100 ms for 4096
     # bytes).
     for stretch in _pieces(text):
-        if families_in(stretch) > MAX_FAMILIES:
+        if too_mixed(stretch):
             return True  # refused unsearched (``reason_forms.MAX_FAMILIES``)
         forms = dict.fromkeys(other_forms(stretch))
         if any(_holds_one(form) for form in forms if form != stretch):

@@ -50,10 +50,10 @@ _FAMILY_OF = {"\u3007": "HANGZHOU"}
 
 
 # Families of digits one stretch may mix and still be searched: ordinary text mixes two
-# (a script's digits and ASCII), a paste a few more. A stretch of more is refused
-# unsearched, failing closed: each family is a form more, and a reason built with a digit
-# of each of 112 families beside superscripts took 0.4 s for 4096 bytes, holding the
-# ledger's write lock as it settles.
+# (a script's digits and ASCII), a paste a few more. A stretch of more, long enough to
+# hold a card number, is refused unsearched (``too_mixed``), failing closed: each family
+# is a form more, and a reason built with a digit of each of 112 families beside
+# superscripts took 0.4 s for 4096 bytes, holding the ledger's write lock as it settles.
 MAX_FAMILIES = 6
 
 
@@ -105,10 +105,18 @@ def other_forms(stretch: str) -> Iterator[str]:
         yield _interior_apart(stretch, numbers - decimals)
 
 
-def families_in(stretch: str) -> int:
-    """How many families (``_family``) the digits of ``stretch`` are of: a stretch of more
-    than ``MAX_FAMILIES`` is searched in no form, only refused (``reason_filter``)."""
-    return len({_family(char) for char in set(stretch) if digit(char) is not None})
+def too_mixed(stretch: str) -> bool:
+    """Whether ``stretch`` is refused with no form of it searched (``reason_filter``): its
+    digits are of more than ``MAX_FAMILIES`` families (``_family``), and it holds
+    ``MIN_PAN_DIGITS`` digits or more, those NFKC spells counted (``_digits_within``).
+    Fewer cannot be a card number, nor make a form (``other_forms`` has none for it): it
+    is judged as any other text. Once, the families alone were counted, and a reason of
+    seven digits, one of each of seven families (ASCII, superscript, subscript, circled,
+    Roman, Arabic-Indic, full-width), was refused."""
+    counts = Counter(stretch)
+    if len({_family(char) for char in counts if digit(char) is not None}) <= MAX_FAMILIES:
+        return False
+    return sum(counts[char] * _digits_within(char) for char in counts) >= MIN_PAN_DIGITS
 
 
 def _apart(text: str, chars: Iterable[str], spelled: dict[int, str] | None = None) -> str:
@@ -217,6 +225,6 @@ __all__ = [
     "MAX_FAMILIES",
     "SHOW_NOTHING_BESIDE",
     "digit",
-    "families_in",
     "other_forms",
+    "too_mixed",
 ]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 
 import pytest
 
-from gateway.ledger import InvalidRequest, reason_filter
+from cli.order_options import order_description
+from gateway.ledger import InvalidRequest, reason_filter, reason_forms
 from gateway.ledger.unanswered import check_reason
 from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
 from tests.cards import card
@@ -205,20 +207,67 @@ def test_a_stretch_with_one_script_is_searched_once(monkeypatch: pytest.MonkeyPa
     assert sum(map(len, searched)) <= 2 * len(reason)
 
 
+# Seven families' digits (zero first): ASCII, Arabic-Indic, Devanagari, Bengali,
+# full-width, superscript, circled.
+_SEVEN = [
+    "".join(chr(zero + value) for value in range(10)) for zero in (0x30, 0x660, 0x966, 0x9E6)
+] + [_FULL_WIDTH, _SUPERSCRIPTS, _CIRCLED]
+
+
+def _mixed(digits: str, families: list[str]) -> str:
+    """``digits`` with a space after each, each written in one of ``families`` in turn."""
+    return "".join(
+        f"{_written(each, families[index % len(families)])} " for index, each in enumerate(digits)
+    )
+
+
 def test_a_stretch_mixing_more_families_than_any_text_is_refused_unsearched(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A stretch of digits of seven families, no card number in it, is refused without a
-    form searched: each family was a form more, and a reason built with one digit of each
-    of 112 families took some 0.4 s for 4096 bytes, as the ledger's write lock is held. Six
-    families, as a paste may mix, are still searched and kept when no card is there."""
+    """A stretch of a card number's length in digits of seven families, no card number in
+    it, is refused without a form searched: each family was a form more, and a reason
+    built with one digit of each of 112 families took some 0.4 s for 4096 bytes, as the
+    ledger's write lock is held. Six families, as a paste may mix, are still searched and
+    kept when no card is there."""
     searched: list[str] = []
-    monkeypatch.setattr(
-        reason_filter, "other_forms", lambda stretch: searched.append(stretch) or iter(())
-    )
-    seven = ["1", "\u0661", "\u0967", "\u09e7", _FULL_WIDTH[1], _SUPERSCRIPTS[1], _CIRCLED[1]]
+
+    def recording(stretch: str) -> Iterator[str]:
+        searched.append(stretch)
+        return iter(())
+
+    monkeypatch.setattr(reason_filter, "other_forms", recording)
+    digits = _kept_digits(MIN_PAN_DIGITS)
     with pytest.raises(InvalidRequest, match=REFUSED):
-        check_reason("tickets " + " ".join(seven))
+        check_reason("tickets " + _mixed(digits, _SEVEN))
     assert searched == []
-    check_reason("tickets " + " ".join(seven[:6]))
+    check_reason("tickets " + _mixed(digits, _SEVEN[:6]))
     assert searched
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        " ".join(family[7] for family in _SEVEN),
+        "1 \u00b2 \u2083 \u2463 \u2164 \u0666 \uff17",
+        _mixed(_kept_digits(MIN_PAN_DIGITS - 1), _SEVEN),
+    ],
+    ids=["seven digits", "seven with a Roman numeral", "one digit short of a card number"],
+)
+def test_a_stretch_mixing_many_families_too_short_for_a_card_number_is_kept(
+    numbers: str,
+) -> None:
+    """Fewer digits than a card number's shortest, whatever their families, cannot be one:
+    a stretch of seven families was refused unsearched however few digits it held, as a
+    settling's reason and as an order's description (``cli.order_options``)."""
+    reason = f"settled by hand, items {numbers}"
+    assert check_reason(reason) == reason
+    assert order_description(reason) == reason
+
+
+def test_digits_nfkc_spells_count_toward_a_card_numbers_length() -> None:
+    """A circled eleven is two digits in the forms (``reason_forms._spelled``): seven
+    digits of seven families and three such numbers are thirteen, long enough to be
+    refused unsearched, as their forms could hold a card number of that length."""
+    short = " ".join(family[7] for family in _SEVEN)
+    assert not reason_forms.too_mixed(f"{short} \u246a \u246b")
+    assert reason_forms.too_mixed(f"{short} \u246a \u246b \u246c")
