@@ -10,10 +10,13 @@ account is never opened whose card data has nowhere to go. A ``--currency`` no a
 kept in, a ``--bin`` that is not six digits, or an ``--expiry`` that is not YYYYMM of a
 year from 2000 to 2099 (no CA or gateway takes another), is a usage error (exit 2),
 refused before the ledger is opened; so is a ``--card-out`` that could hold a card number
-(``cli.path_options``: the file's name would show it). A ledger that cannot say whether it
-opened the account (StoreUnavailable: a commit whose acknowledgement was lost) leaves the
-card file, with the card's number, expiry and code but no account id: it may be the only
-copy of them; the command says so, and how to find out (``issue-enrolment-code --card``).
+(``cli.path_options``: the file's name would show it). What the command says names the
+``--card-out`` file as typed, but a card number typed with slashes between its groups,
+taken as directories, is shown masked (``cli.path_options.shown_output_path``). A ledger
+that cannot say whether it opened the account (StoreUnavailable: a commit whose
+acknowledgement was lost) leaves the card file, with the card's number, expiry and code
+but no account id: it may be the only copy of them; the command says so, and how to find
+out (``issue-enrolment-code --card``).
 
 An account's ``--currency`` (``open-account``, ``open-merchant``) is by default the bank's
 ``[ledger] settlement_currency``, the currency of the merchant accounts its CA opens: an
@@ -74,7 +77,7 @@ from cli.bank_card_file import BankCommandError, read_card_pan, read_pan
 from cli.bank_show import card_account_id, card_line, merchant_id, merchant_line
 from cli.currency import currency_code
 from cli.number_options import whole
-from cli.path_options import output_path
+from cli.path_options import output_path, shown_output_path
 from gateway.bank_pki import ProvisioningError, bank_keys_uri, open_ca_store
 from gateway.ca.card_failures import release
 from gateway.ca.errors import CaError
@@ -245,7 +248,9 @@ def _create_card_file(path: Path) -> IO[str]:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise BankCommandError(f"cannot create --card-out {path}: {exc.strerror}") from None
+        raise BankCommandError(
+            f"cannot create --card-out {shown_output_path(path)}: {exc.strerror}"
+        ) from None
     return os.fdopen(fd, "w")
 
 
@@ -261,7 +266,9 @@ def _write_card_file(
         os.fsync(handle.fileno())
     except OSError as exc:
         out.unlink(missing_ok=True)
-        raise BankCommandError(f"cannot write --card-out {out}: {exc.strerror}; {undo()}") from None
+        raise BankCommandError(
+            f"cannot write --card-out {shown_output_path(out)}: {exc.strerror}; {undo()}"
+        ) from None
 
 
 def _currency(config: BankConfig, args: argparse.Namespace) -> int:
@@ -275,6 +282,7 @@ def _open_account(config: BankConfig, ledger: Ledger, args: argparse.Namespace) 
     pan = read_pan(args.pan_file) if args.pan_file is not None else random_pan(args.bin, PAN_DIGITS)
     currency = _currency(config, args)
     out: Path = args.card_out
+    shown = shown_output_path(out)
     handle = _create_card_file(out)
     with handle:
         code = new_enrolment_code()
@@ -286,11 +294,11 @@ def _open_account(config: BankConfig, ledger: Ledger, args: argparse.Namespace) 
             _keep_unconfirmed_card(handle, out, _card_data(pan, args.expiry, None, code))
             raise BankCommandError(
                 f"{str(exc) or 'interrupted'}; the ledger may or may not have opened an "
-                f"account for the card in {out} (kept, without an account id: it may be the "
+                f"account for the card in {shown} (kept, without an account id: it may be the "
                 "only copy of the card's number and enrolment code). Once the ledger answers, run "
-                f"issue-enrolment-code --card {out} with another --card-out: if the account "
-                f"was opened, that file is its card (then destroy {out}); if there is no "
-                f"account for the card, destroy {out} and open the account again"
+                f"issue-enrolment-code --card {shown} with another --card-out: if the account "
+                f"was opened, that file is its card (then destroy {shown}); if there is no "
+                f"account for the card, destroy {shown} and open the account again"
             ) from exc
         except BaseException:
             out.unlink(missing_ok=True)
@@ -304,7 +312,7 @@ def _open_account(config: BankConfig, ledger: Ledger, args: argparse.Namespace) 
         card = _card_data(pan, args.expiry, account.account_id, code)
         _write_card_file(handle, out, card, close_again)
     print(f"opened {account.account_id} card {pan.masked} expiry {args.expiry} "
-          f"limit {args.limit} ({currency}); card data in {out}")  # fmt: skip
+          f"limit {args.limit} ({currency}); card data in {shown}")  # fmt: skip
     return 0
 
 
@@ -335,6 +343,7 @@ def _issue_enrolment_code(ledger: Ledger, args: argparse.Namespace) -> int:
     pan = read_card_pan(args.card) if args.card is not None else read_pan(args.pan_file)
     account = ledger.find_card_account(pan.reveal())
     out: Path = args.card_out
+    shown = shown_output_path(out)
     code = new_enrolment_code()
     card = _card_data(pan, account.expiry, account.account_id, code)
     with _create_card_file(out) as handle:
@@ -345,14 +354,14 @@ def _issue_enrolment_code(ledger: Ledger, args: argparse.Namespace) -> int:
         # Unknown outcome (a commit whose acknowledgement was lost, or not awaited): the
         # ledger may hold this code, and the file may be its only copy, so the file stays.
         raise BankCommandError(
-            f"{str(exc) or 'interrupted'}; the ledger may or may not hold the code in {out} "
+            f"{str(exc) or 'interrupted'}; the ledger may or may not hold the code in {shown} "
             "(kept): run issue-enrolment-code again with another --card-out once the ledger "
-            f"answers, then destroy {out}"
+            f"answers, then destroy {shown}"
         ) from exc
     except BaseException:
         out.unlink(missing_ok=True)
         raise
-    print(f"card {pan.masked} account {account.account_id}: new enrolment code in {out}; "
+    print(f"card {pan.masked} account {account.account_id}: new enrolment code in {shown}; "
           "any earlier code of the card no longer works, and its refused registrations "
           "no longer lock it")  # fmt: skip
     return 0

@@ -152,7 +152,7 @@ def test_other_paths_keep_their_timestamps(argv: list[str]) -> None:
         "/srv/setpay/cards/2026/11/25/000123.json",
         "cards/branch-0042/2026-11-25/7.json",
         "cards/card-20261125-103000.json",
-        "20261125103000.json",
+        "20261125103001.json",  # no window of 13 digits passing the check either
         "4539/5787/6362/1486",  # a part holds four digits
     ],
 )
@@ -160,10 +160,19 @@ def test_output_path_takes_a_path_with_no_card_number(path: str) -> None:
     assert output_path(path) == Path(path)
 
 
-@pytest.mark.parametrize("path", [*TYPED, "runs/1234567890128.json", "4539 5787 6362 1486 .json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        *TYPED,
+        "runs/1234567890128.json",
+        "4539 5787 6362 1486 .json",
+        "20261125103000.json",  # its last 13 digits pass the check
+    ],
+)
 def test_output_path_refuses_a_path_that_could_hold_a_card_number(path: str) -> None:
     """Any 13 to 19 digits of a part passing the Luhn check, as every card number does (a
-    timestamp so, once in ten): the message says how to name it."""
+    timestamp so, once in ten; one with no separator, whose 13-digit windows are searched
+    too, more than one time in four): the message says how to name it."""
     with pytest.raises(argparse.ArgumentTypeError) as refused:
         output_path(path)
     assert str(refused.value).startswith(REFUSED)
