@@ -186,6 +186,7 @@ def become_child(
             code = run_ledger_process(
                 plan.config, plan.ledger_socket, ready_fd, mask,
                 with_metrics=plan.metrics, supervisor_pid=plan.supervisor_pid,
+                report=lambda fault: _report(report_fd, fault_line(fault)),
             )  # fmt: skip
         else:
             code = run_worker(plan, index, ready_fd, mask)

@@ -12,10 +12,15 @@ another on the same socket path; meanwhile the workers answer UNAVAILABLE. One t
 start as another program holds the ledger's write lock past the busy timeout (``StoreBusy``:
 an operator's shell, a VACUUM) is started again until it serves or the ledger has gone a
 minute unserved; any other fault as it starts (a damaged ledger) stops the bank
-(``gateway.restarts``). Asked to stop as it waits out that lock, it gives up the wait at
-once and exits 0: a stop, not a failed start. It waited the busy timeout out (twice when
-the signal cut SQLite's wait short), then exited 1, and a clean stop of the bank during a
-ledger outage said it failed.
+(``gateway.restarts``). Asked to stop as it waits out that lock, at its first start or a
+later one, it gives up the wait at once, logs so at INFO and exits 0: a stop, not a failed
+start. It waited the busy timeout out (twice when the signal cut SQLite's wait short),
+then exited 1, and a clean stop of the bank during a ledger outage said it failed; later
+it exited 1 at once, which a stop during its first start still counted as failed, with
+two ERROR lines. It says the ledger busy on its ready pipe all the same
+(``gateway.child``): a SIGTERM sent to it alone, the bank not stopping (an operator's kill
+of a retry seen in ps), is then the try it cut short, started again, not a start that
+failed of no passing fault, which stopped the bank.
 
 The socket's directory is created by the supervisor with mode 0700 under the system's
 temporary directory, so its path stays far below the 108 bytes a Unix socket path may
@@ -34,6 +39,7 @@ import resource
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway import metrics, scheduling
@@ -147,10 +153,13 @@ def run_ledger_process(
     *,
     with_metrics: bool,
     supervisor_pid: int,
+    report: Callable[[BaseException], None] | None = None,
 ) -> int:
     """The ledger process's life after fork: serve until SIGTERM (or orphaned; SIGINT is
     ignored); the exit status. ``mask`` is the signal mask to restore once the handlers
-    are in place."""
+    are in place. ``report`` says a start fault on the ready pipe (``gateway.child``):
+    given, a stop asked as the store's opening waits out a busy ledger is reported as that
+    StoreBusy and ends in exit 0 (the module docstring); without it, StoreBusy is raised."""
     stopping = StopSignals((signal.SIGTERM,))
     # A terminal's Ctrl-C reaches every process of the group at once; the workers drain
     # their calls through this process, so only the supervisor's SIGTERM stops it.
@@ -171,15 +180,14 @@ def run_ledger_process(
         store = SqliteLedgerStore(
             url[len("sqlite:") :], observer=observer, cpu=demand, stopped=stopped
         )
-    except StoreBusy:
-        # Its fault line either way: started again while the ledger is busy (the
-        # docstring), or, at the bank's stop, a clean end (``spared_at_stop``). Not exit
-        # 0 at a stop signal of its own: one sent to this process alone (an operator's
-        # kill of a retry seen in ps) would have read as a start that failed of no
-        # passing fault, and stopped the bank.
-        if stopped():
-            log.info("ledger process stopped while another program held the ledger's write lock")
-        raise
+    except StoreBusy as exc:
+        if report is None or not stopped():
+            raise  # a fault line: started again while the ledger is busy (the docstring)
+        # Its fault line, and exit 0 (the module docstring): a stop of the bank, at any
+        # start, is clean; a stop of this process alone is the busy try it cut short.
+        report(exc)
+        log.info("ledger process stopped while another program held the ledger's write lock")
+        return 0
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a ledger process that died
     connections = descriptors_for(connections_needed(config))

@@ -57,10 +57,14 @@ that stops the bank, as does any other start failure of the ledger process (a da
 ledger), of a cause that passes too: none other has a try that waits so, and started
 again at once it would be a tight loop (``ledger_busy``). Taken for lasting, a ledger
 process killed while an operator's shell held the write lock stopped the bank, though
-the lock was let go seconds later. The child reports its cause on its ready pipe
-(``gateway.child``); a cause already reported for the index is logged once, not on
-every try (``known_fault``), until the index serves again; with nothing serving, each
-try is said at WARNING, with how long nothing has served.
+the lock was let go seconds later. A try of that outage ended by a signal, with no cause
+said (an operator's kill -9 of the retry seen in ps, the OOM killer), is one more try of
+it, in the same window, the next started FIRST_BACKOFF_SECONDS later, so that a process
+killed at every start is no tight loop (``_cut_busy_try``): read as a start that failed
+of no cause, it stopped the bank, the lock still held by another. The child reports its
+cause on its ready pipe (``gateway.child``); a cause already reported for the index is
+logged once, not on every try (``known_fault``), until the index serves again; with
+nothing serving, each try is said at WARNING, with how long nothing has served.
 """
 
 from __future__ import annotations
@@ -186,6 +190,8 @@ class Restarts:
         self._ledger_serves = True
         # When the ledger process last served: as one that served died.
         self._ledger_served: float | None = None
+        # When the ledger process, started again (``refusal`` said so), is due to start.
+        self._ledger_due: float | None = None
         # Whether every worker has served once (the supervisor sets it as it says the bank
         # is ready): from then on a worker that cannot start is a replacement.
         self.opened = False
@@ -230,10 +236,31 @@ class Restarts:
         return self.backoff.due() if self.ledger_serves else []
 
     def next_in(self, most: float) -> float:
-        """Seconds until ``due`` may list an index, at most ``most``. Held for the ledger
-        process, due indexes wait for its ready line, which wakes the supervisor: the
-        back-off would say they are due now, again and again."""
-        return self.backoff.next_in(most) if self.ledger_serves else most
+        """Seconds until ``due`` may list an index, or ``ledger_due`` say yes, at most
+        ``most``. Held for the ledger process, due indexes wait for its ready line, which
+        wakes the supervisor: the back-off would say they are due now, again and again."""
+        wait = self.backoff.next_in(most) if self.ledger_serves else most
+        if self._ledger_due is not None:
+            wait = max(0.0, min(wait, self._ledger_due - self._clock()))
+        return wait
+
+    def ledger_due(self) -> bool:
+        """Whether the ledger process, to be started again (``refusal`` said None), is due
+        now, taken: at once, but for a try of a busy outage ended by a signal (the module
+        docstring)."""
+        if self._ledger_due is None or self._ledger_due > self._clock():
+            return False
+        self._ledger_due = None
+        return True
+
+    def waiting(self) -> bool:
+        """Whether a worker or the ledger process waits to start again."""
+        return self.backoff.waiting() or self._ledger_due is not None
+
+    def cancel(self) -> None:
+        """Start no one again: the bank is stopping."""
+        self.backoff.cancel()
+        self._ledger_due = None
 
     def refusal(
         self,
@@ -242,17 +269,22 @@ class Restarts:
         ready_at: float | None,
         serving: bool,
         fault: str | None = None,
+        *,
+        signalled: bool = False,
     ) -> str | None:
         """Why the bank stops rather than start child ``name`` (of ``index``) again, or
-        None; when it said it serves, whether another worker still serves, and the cause it
+        None; when it said it serves, whether another worker still serves, the cause it
         reported if it failed to start (the module docstring: a cause that passes, once
         the bank has served, is retried; with nothing serving, until nothing has served for
-        RESTART_WINDOW_SECONDS). A worker to start again waits in ``backoff``; the ledger
-        process is started at once."""
+        RESTART_WINDOW_SECONDS), and whether a signal ended it. A worker to start again
+        waits in ``backoff``; the ledger process is due at once (``ledger_due``), or,
+        a try of a busy outage ended by a signal, after FIRST_BACKOFF_SECONDS."""
         ledger = index == LEDGER_INDEX
         if ready_at is None:
             if ledger and self.opened and ledger_busy(fault):
                 return self._ledger_start_failed(fault)
+            if ledger and self.opened and self._cut_busy_try(fault, signalled):
+                return self._ledger_start_failed(self._faults[LEDGER_INDEX], cut=True)
             if ledger or not self.opened or not passes(fault):
                 # Starting again would fail again, and serve nothing meanwhile.
                 return f"{'the ledger process' if ledger else 'a worker'} failed to start"
@@ -275,7 +307,9 @@ class Restarts:
                 f"{name} died{alone}, after {MAX_RESTARTS} restarts within"
                 f" {RESTART_WINDOW_SECONDS:.0f} s: a crash loop"
             )
-        if not ledger:
+        if ledger:
+            self._ledger_due = self._clock()  # at once
+        else:
             wait = self.backoff.died(index, self._clock() - ready_at)
             if wait:
                 log.warning("%s starts again in %.1f s (back-off)", name, wait)
@@ -286,12 +320,20 @@ class Restarts:
         end is then not news: logged at DEBUG)."""
         return ready_at is None and fault is not None and self._faults.get(index) == fault
 
-    def _ledger_start_failed(self, fault: str | None) -> str | None:
+    def _cut_busy_try(self, fault: str | None, signalled: bool) -> bool:
+        """Whether the ledger process, failing to start with no cause said, ended by a
+        signal, was a try of a busy outage: the last cause recorded for it, since it last
+        served, is the ledger busy (the module docstring). Any cause it said is judged as
+        said: a damaged ledger met by a retry still stops the bank at once."""
+        return fault is None and signalled and ledger_busy(self._faults.get(LEDGER_INDEX))
+
+    def _ledger_start_failed(self, fault: str | None, *, cut: bool = False) -> str | None:
         """The ledger process, started again once the bank has served, failed to start of
-        the ledger busy (``ledger_busy``: another program holds SQLite's write lock): why
-        the bank stops, once the ledger has not been served for RESTART_WINDOW_SECONDS
-        since the last ledger process that served died; until then None, and it is
-        started again at once (the module docstring)."""
+        the ledger busy (``ledger_busy``: another program holds SQLite's write lock), or
+        was a try of that outage ended by a signal (``cut``): why the bank stops, once the
+        ledger has not been served for RESTART_WINDOW_SECONDS since the last ledger
+        process that served died; until then None, and it is started again at once, or
+        FIRST_BACKOFF_SECONDS later when ``cut`` (the module docstring)."""
         now = self._clock()
         if self._ledger_served is None:
             self._ledger_served = now
@@ -304,10 +346,13 @@ class Restarts:
             )
         if fault is not None:
             self._faults[LEDGER_INDEX] = fault
+        wait = FIRST_BACKOFF_SECONDS if cut else 0.0
+        self._ledger_due = now + wait
+        when = f"in {wait:.1f} s" if cut else "now"
         log.warning(
-            "the ledger process cannot start: it starts again now (the ledger has not been"
+            "the ledger process cannot start: it starts again %s (the ledger has not been"
             " served for %.0f s; the bank stops once that is %.0f s)",
-            unserved, RESTART_WINDOW_SECONDS,
+            when, unserved, RESTART_WINDOW_SECONDS,
         )  # fmt: skip
         return None
 

@@ -279,7 +279,8 @@ class Supervisor:
                 ledger.ready_at, self._restarts.ledger_serves = time.monotonic(), True
                 log.info("ledger process serving (pid %d)", ledger.pid)
         self._close_pipe(ledger)
-        if self._to_restart(ledger, code):
+        # Due at once, but for a try of a busy outage that a signal ended (``_loop``).
+        if self._to_restart(ledger, code) and self._restarts.ledger_due():
             self._spawn_ledger()
             if ledger.ready:  # a start failure's retry is said by ``gateway.restarts``
                 log.warning("ledger process restarted; workers reconnect on their next request")
@@ -316,7 +317,9 @@ class Supervisor:
             child.name, child.pid, ended(code, self._samples),
         )  # fmt: skip
         serving = any(w.ready for w in self._workers.values())
-        why = self._restarts.refusal(child.name, child.index, child.ready_at, serving, child.fault)
+        why = self._restarts.refusal(
+            child.name, child.index, child.ready_at, serving, child.fault, signalled=code < 0
+        )
         if why is not None:
             self._fail(why)
         return why is None
@@ -336,7 +339,7 @@ class Supervisor:
             return
         stop = stop_seconds(self._plan.config)
         self._deadlines = due = StopDeadlines(time.monotonic() + stop, stop)
-        self._restarts.backoff.cancel()
+        self._restarts.cancel()
         self._repeats = RepeatNotice(
             log, "already stopping, workers due to end", lambda: due.last_due(self._children())
         )
@@ -368,7 +371,7 @@ class Supervisor:
             child.killed, child.fault = True, deadlines.late_fault()
 
     def _loop(self) -> None:
-        while self._workers or self._ledger is not None or self._restarts.backoff.waiting():
+        while self._workers or self._ledger is not None or self._restarts.waiting():
             for key, _ in self._selector.select(self._restarts.next_in(LOOP_SECONDS)):
                 if key.data == "wake":
                     self._signals.drain()
@@ -388,6 +391,8 @@ class Supervisor:
                     self._begin_stop()
             self._reap()
             self._check_deadlines()
+            if self._ledger is None and not self._stopping() and self._restarts.ledger_due():
+                self._spawn_ledger()  # its pause over (``gateway.restarts``)
             for index in [] if self._stopping() else self._restarts.due():
                 self._spawn(index)
                 metrics.worker_restarted(len(self._workers))

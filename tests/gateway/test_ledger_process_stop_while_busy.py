@@ -1,12 +1,16 @@
-"""The bank stopped while its ledger process is being started again into a busy ledger
-(another program holding SQLite's write lock) stops cleanly, and at once.
+"""The bank stopped while its ledger process is being started into a busy ledger (another
+program holding SQLite's write lock), started again or at the bank's first start, stops
+cleanly, and at once.
 
 The retried ledger process waited out the store's busy timeout as it opened the store
 (5 s, and 10 s when the stop signal cut one of SQLite's sleeps short), exited 1 with
 ``?StoreBusy``, and the supervisor counted it as a failed stop: exit status 1, an ERROR
 line, 5 to 10 s late, for an operator's clean ``systemctl stop`` during a ledger outage.
-Asked to stop as it waits, it now gives up the wait and exits 0
-(``gateway.ledger_process``).
+Asked to stop as it waits, it now gives up the wait and exits 0, saying the ledger busy
+on its ready pipe all the same (``gateway.ledger_process``). For a while it exited 1 at
+once, which the supervisor spared for a retry but counted as a failed stop at the bank's
+first start, with two ERROR lines. Not stopped, a first start that meets a busy ledger
+still stops the bank (exit 1), as any start failure at the first start does.
 
 The minute of retries logs little: "ledger process restarted" only for the one that
 served and died (each retry is said once by ``gateway.restarts``), and each worker's
@@ -19,6 +23,9 @@ import os
 import re
 import signal
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +33,9 @@ from gateway.ledger.sqlite import BUSY_TIMEOUT_MS
 
 from .served import (
     LEDGER_PROCESS,
+    STOP_SECONDS,
+    Launched,
+    launch,
     ledger_process_of,
     serve_bank,
     the_ledger_process,
@@ -59,6 +69,8 @@ def test_a_stop_during_a_busy_ledger_s_retry_is_clean_and_prompt(tmp_path: Path)
             (ledger,) = ledger_process_of(bank.process.pid)
             os.kill(ledger, signal.SIGKILL)
             wait_for("the ledger process's retry", lambda: "it starts again now" in bank.log())
+            # The line is logged before the retry is forked: wait for the process itself.
+            the_ledger_process(bank)
             code = bank.stop()
         finally:
             other.rollback()
@@ -108,3 +120,63 @@ def test_a_signal_to_the_retried_ledger_process_alone_does_not_stop_the_bank(
         assert "stopping the bank" not in bank.log(), bank.log()[-5000:]
     finally:
         bank.close()
+
+
+@contextmanager
+def _first_start_into_a_busy_ledger(root: Path) -> Iterator[Launched]:
+    """A bank whose ledger process, at the bank's first start, meets another program's
+    write lock (held while the context lasts): the supervisor is paused once ``serve``
+    has migrated the ledger and closed it, the lock taken, then let go on."""
+    paused = root / "paused"
+    started = launch(
+        root, workers=1, extra_env=dict(LEDGER_PROCESS),
+        command=("tests.gateway.paused_start_serve", str(paused)),
+    )  # fmt: skip
+    try:
+        wait_for(
+            "the supervisor paused", lambda: paused.exists() or started.process.poll() is not None
+        )
+        assert paused.exists(), started.log()[-5000:]
+        other = sqlite3.connect(started.directory / "ledger.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            paused.unlink()
+            wait_for(
+                "the ledger process, or the bank's end",
+                lambda: (
+                    bool(ledger_process_of(started.process.pid))
+                    or started.process.poll() is not None
+                ),
+            )
+            yield started
+        finally:
+            other.rollback()
+            other.close()
+    finally:
+        if started.process.poll() is None:
+            started.process.kill()
+            started.process.wait(timeout=STOP_SECONDS)
+
+
+def test_a_stop_during_the_first_start_into_a_busy_ledger_is_clean(tmp_path: Path) -> None:
+    with _first_start_into_a_busy_ledger(tmp_path) as started:
+        assert started.process.poll() is None, started.log()[-5000:]
+        asked = time.monotonic()
+        started.process.send_signal(signal.SIGTERM)
+        code = started.process.wait(timeout=STOP_SECONDS)
+        took = time.monotonic() - asked
+    log = started.log()
+    assert code == 0, log[-5000:]
+    assert " ERROR " not in log, log[-5000:]
+    assert "ledger process stopped while another program held" in log, log[-5000:]
+    assert re.search(r"the ledger process \(pid \d+\) stopped$", log, re.MULTILINE), log[-5000:]
+    assert took < BUSY_TIMEOUT_MS / 1000, (took, log[-5000:])  # the wait given up at once
+
+
+def test_a_first_start_into_a_busy_ledger_still_stops_the_bank(tmp_path: Path) -> None:
+    with _first_start_into_a_busy_ledger(tmp_path) as started:
+        code = started.process.wait(timeout=STOP_SECONDS)  # its busy timeout out
+    log = started.log()
+    assert code == 1, log[-5000:]
+    assert "stopping the bank: the ledger process failed to start" in log, log[-5000:]
+    assert "the ledger process cannot serve: StoreBusy" in log, log[-5000:]
