@@ -54,6 +54,18 @@ def _with_grace(made: InitResult, tmp_path: Path, value: str) -> Path:
     return path
 
 
+def _announced(process: subprocess.Popen[bytes], port_file: Path, out: Path) -> str:
+    """What the bank wrote to ``out`` once serving: its port file, then its line saying
+    the ports (written after the file, ``cli.gateway``: the file alone may come first)."""
+    deadline = time.monotonic() + START_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        said = out.read_text()
+        if port_file.exists() and re.search(r"PaymentGateway on port .*\n", said):
+            return said
+        time.sleep(0.05)
+    raise AssertionError(f"the bank did not announce its ports:\n{out.read_text()}")
+
+
 @pytest.mark.parametrize("where", ["file", "environment"])
 def test_a_bad_grace_period_is_refused_and_nothing_starts(
     made: InitResult, tmp_path: Path, where: str
@@ -87,16 +99,13 @@ def test_metrics_on_a_port_the_os_picks_are_the_port_files_third_number(
             argv, env=_env(), cwd=REPOSITORY, stdout=stdout, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while not port_file.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert port_file.exists(), out.read_text()
+        said = _announced(process, port_file, out)
         gateway, ca, metrics = (int(p) for p in port_file.read_text().split())
         assert len({gateway, ca, metrics}) == 3
         url = f"http://127.0.0.1:{metrics}/metrics"
         with urllib.request.urlopen(url, timeout=10) as page:
             assert b"setpay_workers 1.0" in page.read()
-        announced = re.search(r"metrics on port (\d+)", out.read_text())
+        announced = re.search(r"metrics on port (\d+)", said)
         assert announced is not None and int(announced[1]) == metrics
     finally:
         process.terminate()
@@ -117,17 +126,14 @@ def test_a_fixed_or_no_metrics_port_keeps_the_port_file_at_two_numbers(
             argv, env=_env(), cwd=REPOSITORY, stdout=stdout, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while not port_file.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert port_file.exists(), out.read_text()
+        said = _announced(process, port_file, out)
         assert len(port_file.read_text().split()) == 2
-        announced = re.search(r"metrics on port (\d+)", out.read_text())
+        announced = re.search(r"metrics on port (\d+)", said)
         if fixed is None:
-            assert announced is None, out.read_text()
+            assert announced is None, said
         else:
             # Served where asked, and said so on stdout as for a port the OS picks.
-            assert announced is not None and int(announced[1]) == fixed, out.read_text()
+            assert announced is not None and int(announced[1]) == fixed, said
             url = f"http://127.0.0.1:{fixed}/metrics"
             with urllib.request.urlopen(url, timeout=10) as page:
                 assert b"setpay_workers 1.0" in page.read()

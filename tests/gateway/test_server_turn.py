@@ -125,6 +125,13 @@ def _errors(registry: CollectorRegistry, method: str) -> dict[str, float]:
     }
 
 
+def _ended_in_error(registry: CollectorRegistry, method: str) -> Callable[[], bool]:
+    """Whether ``method``'s one call is counted, its status too: ``metrics.rpc_finished``
+    counts the call handled first and its error last, so a wait for the first alone may
+    read the errors before the call's own."""
+    return lambda: _counted(registry, method) == 1.0 and bool(_errors(registry, method))
+
+
 def _wait_for(what: str, check: Callable[[], bool]) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while not check():
@@ -156,18 +163,20 @@ def test_a_call_whose_deadline_passes_waiting_for_the_turn_ends_then_and_is_not_
     registry: CollectorRegistry, served: Callable[..., _Served]
 ) -> None:
     s = served()  # a bound longer than the deadline: the deadline ends the wait
-    s.hold_the_turn()
+    held = s.hold_the_turn()
     with pytest.raises(grpc.RpcError) as exc:
         s.capture(b"", timeout=SHORT_DEADLINE)
     assert exc.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     # Its thread gave up at its deadline, while the turn was still taken ...
     _wait_for("the Capture to be counted with the turn still held",
-              lambda: _counted(registry, "Capture") == 1.0)  # fmt: skip
+              _ended_in_error(registry, "Capture"))  # fmt: skip
     assert not s.servicer.release.is_set()
     assert _errors(registry, "Capture") == {"DEADLINE_EXCEEDED": 1.0}
     # ... and its handler does not run once the turn is free.
     s.servicer.release.set()
-    _wait_for("the Authorize to end", lambda: _counted(registry, "Authorize") == 1.0)
+    # Answered once counted (``metrics.rpc_finished`` runs before the answer goes).
+    _wait_for("the Authorize to end", held.done)
+    assert _counted(registry, "Authorize") == 1.0
     assert s.servicer.ran == []
     # Both are calls the worker handled (what a load generator matches its requests to).
     assert registry.get_sample_value("setpay_worker_rpcs_total", {"worker": "0"}) == 2.0
@@ -183,7 +192,7 @@ def test_a_call_cancelled_while_waiting_for_the_turn_is_not_handled(
     assert call.cancel()
     s.caught_up()
     s.servicer.release.set()  # the Capture gets the turn, its client long gone
-    _wait_for("the Capture to be counted", lambda: _counted(registry, "Capture") == 1.0)
+    _wait_for("the Capture to be counted", _ended_in_error(registry, "Capture"))
     assert s.servicer.ran == []
     assert _errors(registry, "Capture") == {"CANCELLED": 1.0}
 
@@ -197,7 +206,7 @@ def test_a_call_whose_deadline_passes_while_it_is_handled_is_counted_as_such(
         s.capture(b"", timeout=SHORT_DEADLINE)
     assert exc.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     s.servicer.capture_may_end.set()  # its handler returns an answer nobody will get
-    _wait_for("the Capture to be counted", lambda: _counted(registry, "Capture") == 1.0)
+    _wait_for("the Capture to be counted", _ended_in_error(registry, "Capture"))
     assert s.servicer.ran == ["Capture"]
     assert _errors(registry, "Capture") == {"DEADLINE_EXCEEDED": 1.0}
 
@@ -227,7 +236,9 @@ def test_an_authorization_given_up_waiting_for_the_turn_holds_no_funds(
     result = authorize(ec_world, ec_merchant, second)
     header = result.data.auth_res_payload.auth_header
     assert authorization_pb2.AuthCode.Name(header.auth_code) == "AUTH_CODE_APPROVED"
-    # The first is a call handled, with its client's status, and no decision.
+    # The first is a call handled, with its client's status (counted after it left the
+    # turn, and maybe after the second was answered), and no decision.
+    _wait_for("the first call counted", lambda: bool(_errors(registry, "Authorize")))
     assert _errors(registry, "Authorize") == {"DEADLINE_EXCEEDED": 1.0}
     assert _counted(registry, "Authorize") == 2.0
     assert _decisions(registry) == 1.0
