@@ -7,10 +7,11 @@ BIN         := $(VENV)/bin
 PY          := $(BIN)/python
 # Debian packages the tests use for real: SoftHSM and pkcs11-tool for the PKCS#11
 # backend, PostgreSQL's initdb and pg_ctl for the scale-out store (the tests make their own
-# cluster), openssl for chain checks, promtool (in prometheus), shellcheck for deploy/, and
+# cluster), PgBouncer to run the PostgreSQL ledger behind a pooler in transaction mode,
+# openssl for chain checks, promtool (in prometheus), shellcheck for deploy/, and
 # Debian's python3, which a test runs as another user (who may not reach the venv), with
 # python3-venv, which Debian's python3 needs to make the venv.
-DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus shellcheck python3 python3-venv
+DEB_PACKAGES := softhsm2 opensc postgresql pgbouncer openssl prometheus shellcheck python3 python3-venv
 # Exact versions of everything the venv gets: the runtime's (the image's too) and the
 # tools' (a new grpcio-tools or ruff must not change `make lint` on an unchanged tree).
 CONSTRAINTS := deploy/constraints.txt deploy/dev-constraints.txt

@@ -8,6 +8,9 @@
   returns. It is set in each transaction (``SET LOCAL``), as are the statement timeout and
   the isolation level (in ``BEGIN``), never once per session: behind a pooler in
   transaction mode (PgBouncer) the next transaction may run on another server session.
+  Nor is a statement prepared on the server (psycopg's ``prepare_threshold``, five runs
+  by default): that session would lack it (SQLSTATE 26000) or hold another client's of
+  its name (42P05), and the operation fail. ``PostgresStoreConfig`` may opt in, unpooled.
   Grouping is left to PostgreSQL (``commit_delay`` on the server, if wanted).
 - Serialization failures, deadlocks and unique-key races (two hosts inserting the same
   RRPID, XID or batch at once) roll back and retry the whole operation; the retry sees
@@ -186,6 +189,7 @@ class PostgresStoreConfig:
     connect_timeout_seconds: int = CONNECT_TIMEOUT_SECONDS
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
     max_attempts: int = MAX_ATTEMPTS
+    prepare_threshold: int | None = None  # psycopg's; None prepares none (module docstring)
 
 
 # SQLSTATEs of a database that cannot be used now that psycopg does not class as an
@@ -307,11 +311,8 @@ class _Pool:
         self._wait = config.pool_wait_seconds
         self._permits = threading.BoundedSemaphore(config.pool_size)
         self._idle: queue.LifoQueue[psycopg.Connection[dict[str, Any]]] = queue.LifoQueue()
-        # Set in each transaction (SET LOCAL), never once per session: behind a pooler in
-        # transaction mode (PgBouncer) consecutive transactions run on different server
-        # sessions, and a session's SET stays behind on the one it was made on. One
-        # statement, one round trip: ~15 us on a local socket, against milliseconds for
-        # the commit's WAL flush.
+        # Set in each transaction, never for the session (the module docstring): one
+        # statement, one round trip, ~15 us on a local socket against the commit's WAL flush.
         self._settings = (
             "SELECT set_config('synchronous_commit', 'on', true),"
             f" set_config('statement_timeout', '{int(config.statement_timeout_ms)}', true)"
@@ -430,6 +431,7 @@ class PostgresLedgerStore(LedgerStore):
                 autocommit=True,  # every transaction is an explicit conn.transaction()
                 row_factory=dict_row,
                 connect_timeout=self._config.connect_timeout_seconds,
+                prepare_threshold=self._config.prepare_threshold,
             )
         except psycopg.OperationalError as exc:
             refused = connect_refused(exc, connect_secrets(self._conninfo, exc))
@@ -438,8 +440,7 @@ class PostgresLedgerStore(LedgerStore):
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
         self._refusals.connected()
-        # In each BEGIN, not SET for the session, for the reason ``_Pool`` sets the rest
-        # in each transaction.
+        # In each BEGIN, not SET for the session: the module docstring.
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return conn
 
