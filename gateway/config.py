@@ -39,6 +39,7 @@ Example (``setpay init`` writes one)::
     [ledger]
     store = "sqlite:ledger.db"    # or a postgresql:// URL
     service = false               # SQLite: true has one ledger process commit for all workers
+    prepare_statements = false    # PostgreSQL: true prepares statements (faster); no pooler
     settlement_currency = 978     # ISO 4217 numeric code of merchant accounts the CA opens
     retention_days = 400          # stored answers and dead XIDs older than this are pruned
 """
@@ -112,6 +113,8 @@ MAX_WORKERS = 64
 # (gateway.ledger_process) rather than by a writer thread in each worker. Off by default:
 # measured side by side, neither was faster (docs/BENCHMARKS-HISTORY.md, fourth round).
 DEFAULT_LEDGER_SERVICE = False
+# Server-side prepared statements for a PostgreSQL ledger: faster, unsafe behind a pooler.
+DEFAULT_PREPARE_STATEMENTS = False
 # The currency of the settlement account opened for each merchant the CA registers (ISO
 # 4217 numeric, EUR). It must be the currency of the bank's cards: an authorization whose
 # card and merchant accounts differ in currency is declined (CURRENCY_MISMATCH).
@@ -172,6 +175,7 @@ class BankConfig:
     metrics_host: str = DEFAULT_METRICS_HOST
     ledger: str = "sqlite:ledger.db"
     ledger_service: bool = DEFAULT_LEDGER_SERVICE
+    ledger_prepare_statements: bool = DEFAULT_PREPARE_STATEMENTS
     settlement_currency: int = DEFAULT_SETTLEMENT_CURRENCY
     ca_db: Path = field(default=Path("ca.db"))
     certs_dir: Path = field(default=Path("certs"))
@@ -237,6 +241,7 @@ _FILE_KEYS: dict[str, str] = {
     "tls": "gateway.tls",
     "ledger": "ledger.store",
     "ledger_service": "ledger.service",
+    "ledger_prepare_statements": "ledger.prepare_statements",
     "hold_expiry_ms": "ledger.hold_expiry_ms",
     "settlement_currency": "ledger.settlement_currency",
     "retention_days": "ledger.retention_days",
@@ -249,7 +254,7 @@ _TABLES: dict[str, frozenset[str]] = {
     ),
     "gateway.tls": frozenset({"cert", "key", "client_ca"}),
     "ledger": frozenset(
-        {"store", "service", "hold_expiry_ms", "settlement_currency", "retention_days"}
+        {key.partition(".")[2] for key in _FILE_KEYS.values() if key.startswith("ledger.")}
     ),
 }
 
@@ -431,6 +436,9 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
         hold_expiry_ms=_get(ledger, "ledger", "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
         ledger=_get(ledger, "ledger", "store", str, "sqlite:ledger.db"),
         ledger_service=_get(ledger, "ledger", "service", bool, DEFAULT_LEDGER_SERVICE),
+        ledger_prepare_statements=_get(
+            ledger, "ledger", "prepare_statements", bool, DEFAULT_PREPARE_STATEMENTS
+        ),
         settlement_currency=_get(
             ledger, "ledger", "settlement_currency", int, DEFAULT_SETTLEMENT_CURRENCY
         ),

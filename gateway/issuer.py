@@ -19,6 +19,7 @@ from gateway.ledger import (
     LedgerConfig,
     LedgerStore,
     PostgresLedgerStore,
+    PostgresStoreConfig,
     RemoteLedgerStore,
     SqliteLedgerStore,
     StoreUnavailable,
@@ -35,15 +36,22 @@ from setpay.v1 import registration_pb2
 log = logging.getLogger("setpay.issuer")
 
 REJECTED = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+# With ``[ledger] prepare_statements``: psycopg's own default, a statement prepared on the
+# server once it has run this many times on a connection.
+PREPARE_THRESHOLD = 5
 
 
 def open_store(config: BankConfig, observer: CommitObserver | None = None) -> LedgerStore:
     """The ledger store the configuration names (SQLite file or PostgreSQL URL), reporting
-    each commit to ``observer`` (metrics)."""
+    each commit to ``observer`` (metrics). ``ledger.prepare_statements`` concerns
+    PostgreSQL only: SQLite keeps its statements in the process anyway."""
     url = config.ledger_url()
     if url.startswith("sqlite:"):
         return SqliteLedgerStore(url[len("sqlite:") :], observer=observer)
-    return PostgresLedgerStore(url, observer=observer)
+    prepared = PREPARE_THRESHOLD if config.ledger_prepare_statements else None
+    return PostgresLedgerStore(
+        url, PostgresStoreConfig(prepare_threshold=prepared), observer=observer
+    )
 
 
 def open_ledger(

@@ -93,6 +93,7 @@ def test_a_section_that_is_not_a_table_is_refused(tmp_path: Path, text: str, nam
         (MINIMAL + "reflexion = false\n", "gateway.reflexion"),  # reflection stayed on
         (MINIMAL + "[gateway.tls]\ncert = 'a'\nkey = 'b'\nclient-ca = 'c'\n", "gateway.tls"),
         (MINIMAL + "[ledgers]\nstore = 'sqlite:other.db'\n", "ledgers"),
+        (MINIMAL + "[ledger]\nprepared_statements = true\n", "ledger.prepared_statements"),
     ],
 )
 def test_an_unknown_setting_is_refused_rather_than_ignored(
@@ -272,3 +273,29 @@ def test_a_settlement_currency_out_of_range_is_not_repeated(tmp_path: Path) -> N
     """A long number there could be a card number pasted in the wrong place."""
     message = _refused(_write(tmp_path, MINIMAL + "[ledger]\nsettlement_currency = 4999\n"))
     assert "1 to 999" in message and "4999" not in message
+
+
+@pytest.mark.parametrize(
+    ("store", "lines", "prepares"),
+    [
+        ("postgresql://ledger@db/bank", "", False),  # the default: a pooler may be in between
+        ("postgresql://ledger@db/bank", "prepare_statements = false\n", False),
+        ("postgresql://ledger@db/bank", "prepare_statements = true\n", True),
+        # Taken and ignored for SQLite, as ``service`` is for PostgreSQL: the same file
+        # serves either store.
+        ("sqlite:ledger.db", "prepare_statements = true\n", True),
+    ],
+)
+def test_the_ledger_prepares_statements_only_when_the_file_says_so(
+    tmp_path: Path, store: str, lines: str, prepares: bool
+) -> None:
+    path = _write(tmp_path, MINIMAL + f'[ledger]\nstore = "{store}"\n{lines}')
+    assert load(path, env={}).ledger_prepare_statements is prepares
+
+
+@pytest.mark.parametrize(("value", "kind"), [('"true"', "str"), ("1", "int"), ("[true]", "list")])
+def test_a_prepare_statements_setting_that_is_no_bool_is_refused(
+    tmp_path: Path, value: str, kind: str
+) -> None:
+    path = _write(tmp_path, MINIMAL + f"[ledger]\nprepare_statements = {value}\n")
+    assert _refused(path) == f"{path}: ledger.prepare_statements must be bool, not {kind}"

@@ -7,7 +7,8 @@ client's of the same name is there (42P05): the operation fails, as a signed ref
 with the decision committed and its answer not stored, as AnswerNotStored. Two stores
 (two gateway hosts) share the pooler here, their threads running the same operations
 more than enough times on each of their connections. Prepared statements stay an opt-in
-(``PostgresStoreConfig.prepare_threshold``) for a direct connection.
+(``PostgresStoreConfig.prepare_threshold``, a bank's ``[ledger] prepare_statements``) for
+a direct connection.
 
 PgBouncer is the Debian ``pgbouncer`` package (``make system-deps``): missing, the test
 FAILS, it never skips.
@@ -30,11 +31,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gateway.config import BankConfig
+from gateway.issuer import open_store
 from gateway.ledger import (
     Authorized,
     CaptureItem,
     Ledger,
     LedgerKeys,
+    LedgerStore,
     Outcome,
     Posted,
     PostgresLedgerStore,
@@ -229,7 +233,7 @@ def test_two_hosts_through_a_transaction_pooler_answer_every_operation(
         audit.close()
 
 
-def _prepared(store: PostgresLedgerStore) -> list[str]:
+def _prepared(store: LedgerStore) -> list[str]:
     """The statements prepared in the session of the connection the store uses next, after
     it ran its reads there more times than any threshold (one thread: the same one)."""
     names: list[str] = []
@@ -251,3 +255,15 @@ def test_the_store_prepares_statements_only_when_configured(pg_cluster: PgCluste
     finally:
         default.close()
         opted_in.close()
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+def test_a_bank_prepares_statements_only_with_its_setting(
+    pg_cluster: PgCluster, tmp_path: Path, prepare: bool
+) -> None:
+    url = pg_cluster.ledger_url(f"bank_prepares_{os.urandom(4).hex()}")
+    config = BankConfig(
+        base_dir=tmp_path, insecure=True, ledger=url, ledger_prepare_statements=prepare
+    )
+    with open_store(config) as store:
+        assert (_prepared(store) != []) == prepare
