@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.ledger.errors import LedgerImbalance, StoreError
+from gateway.ledger.exact_sums import grouped_sums
 from gateway.ledger.store import Transaction
 
 
@@ -180,12 +181,18 @@ def post_transfer(
 
 
 def totals(tx: Transaction) -> tuple[CurrencyTotals, ...]:
-    """The balance sums per currency, ordered by currency."""
-    rows = tx.all(
+    """The balance sums per currency, ordered by currency: exact past int64 on every
+    store (``exact_sums``), as every account fits it but their sum need not."""
+    rows = grouped_sums(
+        tx,
         "SELECT currency, COALESCE(SUM(debits_pending), 0) AS dp,"
         " COALESCE(SUM(debits_posted), 0) AS dd, COALESCE(SUM(credits_pending), 0) AS cp,"
         " COALESCE(SUM(credits_posted), 0) AS cd FROM accounts GROUP BY currency"
-        " ORDER BY currency"
+        " ORDER BY currency",
+        "SELECT currency, debits_pending AS dp, debits_posted AS dd,"
+        " credits_pending AS cp, credits_posted AS cd FROM accounts",
+        ("currency",),
+        ("dp", "dd", "cp", "cd"),
     )
     return tuple(
         CurrencyTotals(
@@ -324,12 +331,19 @@ def _posting_differences(tx: Transaction, rows: int) -> Iterator[str]:
 
 
 def _account_differences(tx: Transaction) -> Iterator[str]:
-    """Every account's running balances are what its transfers made them."""
+    """Every account's running balances are what its transfers made them. The journal's
+    sums may pass int64 where the balances do not: every authorization ever made between a
+    card and a merchant adds to one pending sum, each void takes it back (``exact_sums``)."""
     expected: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    journal = tx.all(
+    journal = grouped_sums(
+        tx,
         "SELECT debit_account_id, credit_account_id, phase, currency,"
         " SUM(amount) AS total FROM transfers"
-        " GROUP BY debit_account_id, credit_account_id, phase, currency"
+        " GROUP BY debit_account_id, credit_account_id, phase, currency",
+        "SELECT debit_account_id, credit_account_id, phase, currency, amount AS total"
+        " FROM transfers",
+        ("debit_account_id", "credit_account_id", "phase", "currency"),
+        ("total",),
     )
     currencies = {
         str(r["id"]): int(r["currency"]) for r in tx.all("SELECT id, currency FROM accounts")
@@ -403,6 +417,10 @@ def _hold_differences(tx: Transaction) -> Iterator[str]:
             last_id=int(r["last_id"]),
             last_at_ms=int(r["last_at"]),
         )
+        # Within int64, unlike the sums ``exact_sums`` guards: one hold's captures, credits
+        # and reversals of either are each within a posted sum of its card, which only
+        # grows and which the store keeps within it (``limits``); its authorization and
+        # its release are one transfer each, its authorization reversals within them.
         for r in tx.all(
             "SELECT hold_id, kind, SUM(amount) AS total, COUNT(*) AS n, MIN(id) AS first_id,"
             " MAX(id) AS last_id, MAX(created_at_ms) AS last_at FROM transfers"

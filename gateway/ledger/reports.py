@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from gateway.ledger.accounts import merchant_row
 from gateway.ledger.errors import UnknownBatch
+from gateway.ledger.exact_sums import grouped_sums
 from gateway.ledger.outcomes import KindTotals, TransactionKind
 from gateway.ledger.pan import echoed
 from gateway.ledger.store import Transaction
@@ -45,14 +46,19 @@ def merchant_holds(tx: Transaction, merchant_id: str) -> MerchantHolds:
     The ``holds`` table has no index on the merchant: this reads the whole table, which
     a tool run between benchmark steps can afford and a decision could not."""
     account_id = str(merchant_row(tx, merchant_id)["id"])
-    row = tx.one(
+    # Every hold ever made for the merchant: their sum may pass int64 (``exact_sums``).
+    rows = grouped_sums(
+        tx,
         "SELECT COUNT(*) AS holds, COALESCE(SUM(amount), 0) AS amount FROM holds"
         " WHERE merchant_account_id = ?",
+        "SELECT 1 AS holds, amount FROM holds WHERE merchant_account_id = ?",
+        (),
+        ("holds", "amount"),
         account_id,
     )
-    if row is None:
+    if not rows:
         return MerchantHolds(0, 0)
-    return MerchantHolds(int(row["holds"]), int(row["amount"]))
+    return MerchantHolds(int(rows[0]["holds"]), int(rows[0]["amount"]))
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,9 @@ class BatchTotals:
 
 
 _SETTLEMENT_KINDS = tuple(kind.value for kind in TransactionKind)
-# A batch's transfers are found by ``transfers_batch_seq`` (batch_id, batch_seq).
+# A batch's transfers are found by ``transfers_batch_seq`` (batch_id, batch_seq). Its
+# sums stay within int64: each kind's posts to one of the merchant's posted sums, which
+# only grow and which the store keeps within it (``limits``).
 _BATCH_TOTALS = (
     f"SELECT currency, kind, COUNT(*) AS n, SUM(amount) AS total FROM transfers"  # noqa: S608  fixed text
     f" WHERE batch_id = ? AND kind IN ({', '.join('?' for _ in _SETTLEMENT_KINDS)})"
