@@ -70,6 +70,7 @@ nothing serving, each try is said at WARNING, with how long nothing has served.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -175,6 +176,19 @@ class Backoff:
     def cancel(self) -> None:
         """Start no one again: the bank is stopping."""
         self._due.clear()
+
+
+# The signals of a process killed from outside (an operator's kill, the OOM killer's
+# SIGKILL, a hangup): a busy try they end is cut short (``_cut_busy_try``). A crash's
+# (SIGSEGV, SIGABRT, SIGBUS) is no such try: retried every FIRST_BACKOFF_SECONDS for the
+# rest of the window, it then stopped the bank naming the ledger busy, not the crash.
+_KILLED_BY = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+
+
+def killed_from_outside(code: int) -> bool:
+    """Whether a child's exit status ``code`` (``Popen``'s: -N for signal N) is a kill
+    from outside, not a crash (``_KILLED_BY``)."""
+    return code < 0 and -code in _KILLED_BY
 
 
 class Restarts:

@@ -89,7 +89,7 @@ from gateway.child_ready import read_ready
 from gateway.config import BankConfig
 from gateway.issuer import open_store
 from gateway.ledger import LedgerError
-from gateway.restarts import Restarts
+from gateway.restarts import Restarts, killed_from_outside
 from gateway.scrape import ScrapeEndpoint
 from gateway.stop_signals import RepeatNotice
 from gateway.supervisor_resources import Bound, WorkerError, prepared
@@ -318,8 +318,9 @@ class Supervisor:
         )  # fmt: skip
         serving = any(w.ready for w in self._workers.values())
         why = self._restarts.refusal(
-            child.name, child.index, child.ready_at, serving, child.fault, signalled=code < 0
-        )
+            child.name, child.index, child.ready_at, serving, child.fault,
+            signalled=killed_from_outside(code),
+        )  # fmt: skip
         if why is not None:
             self._fail(why)
         return why is None

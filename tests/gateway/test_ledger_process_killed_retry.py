@@ -17,8 +17,15 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.child import LEDGER_INDEX
-from gateway.restarts import FIRST_BACKOFF_SECONDS, RESTART_WINDOW_SECONDS, Restarts
+from gateway.restarts import (
+    FIRST_BACKOFF_SECONDS,
+    RESTART_WINDOW_SECONDS,
+    Restarts,
+    killed_from_outside,
+)
 
 from .served import LEDGER_PROCESS, ServedBank, ledger_process_of, serve_bank, wait_for
 
@@ -105,6 +112,21 @@ def test_an_end_with_no_cause_outside_a_busy_outage_still_stops_the_bank() -> No
     restarts = _in_a_busy_outage(_Clock())
     restarts.opened = False
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, True, signalled=True) == FAILED
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_kill_from_outside_is_a_try_cut_short(sig: signal.Signals) -> None:
+    assert killed_from_outside(-sig)
+
+
+@pytest.mark.parametrize(
+    "code", [-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS, -signal.SIGILL, 0, 1]
+)
+def test_a_crash_or_an_exit_is_no_try_cut_short(code: int) -> None:
+    """A retry crashing at every start was forked every FIRST_BACKOFF_SECONDS for the rest
+    of the window, then stopped the bank naming the ledger busy: a crash stops it at once,
+    as before, naming the failed start."""
+    assert not killed_from_outside(code)
 
 
 def test_a_stop_cancels_the_pause() -> None:
