@@ -137,9 +137,16 @@ read_pin_file() {
     fi
     size=$(stat -L -c %s -- "$file")
     IFS= read -r value <"$file" || [[ -n $value ]] || die "PIN file $file is empty"
-    # The PIN and at most one newline, as setpay's pin-source reads it.
+    # The PIN and at most one line end, LF or CRLF, as setpay's pin-source reads it: a CR
+    # kept here would be in the token's PIN and not in the one setpay offers.
     ((size == ${#value} || size == ${#value} + 1)) ||
         die "PIN file $file must hold one line: the PIN"
+    if ((size == ${#value} + 1)); then
+        value=${value%$'\r'}
+    fi
+    # Any other CR setpay refuses to offer (a line break in a PIN is a file saved wrong).
+    [[ $value != *$'\r'* ]] ||
+        die "the PIN in $file holds a carriage return (one line, ended by LF, CRLF or nothing)"
     ((${#value} >= PIN_MIN_LENGTH && ${#value} <= PIN_MAX_LENGTH)) ||
         die "the PIN in $file must be $PIN_MIN_LENGTH to $PIN_MAX_LENGTH characters"
     printf -v "$2" '%s' "$value"

@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2
 
+from hsm.errors import KeyBackendError
 from setcore.served_health import ServedHealth
 
 log = logging.getLogger("setpay.server")
@@ -88,7 +89,12 @@ class HealthMonitor:
     so, and its recovery at WARNING too: every probe runs each second in every worker, and a
     minute of the ledger away (its process started again while another program held the
     write lock) logged "health probe failed: StoreAway" twice a second per worker, most
-    of the bank's log. A new cause is logged again at WARNING."""
+    of the bank's log. A new cause is logged again at WARNING.
+
+    A key backend's failure is logged with its message (``_cause``): on an idle bank the
+    probe is the only one to meet it, and its class alone ("PermanentBackendError") hid
+    what the operator must do, such as a refused PIN "not tried again until" its file
+    changes."""
 
     def __init__(
         self,
@@ -139,7 +145,7 @@ class HealthMonitor:
             try:
                 probe()
             except Exception as exc:  # noqa: BLE001 - any failure means not serving
-                self._failed(place, type(exc).__name__)
+                self._failed(place, _cause(exc))
                 ok = False
             else:
                 cause = self._failing.pop(place, None)
@@ -176,3 +182,12 @@ class HealthMonitor:
             self._stop.set()
             self._set(False, asked=True)
         self._servicer.end_watches()
+
+
+def _cause(exc: Exception) -> str:
+    """What a probe's failure is logged as, and told from another by: a key backend's
+    error with its message (written to show no PIN, passphrase or key: the same words
+    ``gateway.answers`` logs for an RPC), anything else by its class alone (a database
+    driver's message may hold its connection string, password and all)."""
+    name = type(exc).__name__
+    return f"{name}: {exc}" if isinstance(exc, KeyBackendError) else name

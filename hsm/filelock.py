@@ -8,9 +8,9 @@ the development machine, and none did under this lock).
 Lock files must be where only this user can create them: in a world-writable directory
 such as the system temp directory, any local user could create or hold a lock file with
 the predictable name first and stall every login. ``lock_directory`` gives such a place
-(by default a per-user directory under the system temp directory, made 0700) and
-refuses one that is a link, not a directory, someone else's, or open to group or others;
-lock files are opened without following links. Errors raised are
+(by default a per-user directory in ``DEFAULT_LOCK_PARENT``, made 0700) and refuses
+one that is a link, not a directory, someone else's, or open to group or others; lock
+files are opened without following links. Errors raised are
 ``hsm.errors.TransientBackendError`` (the holder may finish) and
 ``PermanentBackendError`` (the lock file or its directory cannot be used at all).
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +38,15 @@ from hsm.observer import waiting
 #: How often a waiter retries a held lock. 5 ms is well under one SoftHSM login
 #: (~2 ms to ~20 ms), so a waiter rarely sleeps long after the holder has finished.
 POLL_SECONDS = 0.005
+
+#: Where the default lock directory is made: one fixed place per host, the same for every
+#: process whatever its environment, not ``tempfile.gettempdir()``, which follows $TMPDIR
+#: (a service and an operator's shell, libpam-tmpdir, sudo or su, often differ there):
+#: processes of one token given different lock files can claim the same key version.
+#: Every user may create in it (sticky, world-writable) on every Unix. A process in
+#: another mount namespace (a container, systemd's PrivateTmp=) sees another one: such a
+#: process and the others on its token need one ``x-lock-dir``.
+DEFAULT_LOCK_PARENT = "/tmp"  # noqa: S108 - only this user's 0700 directory is used in it
 
 
 class LockTaken(Exception):
@@ -156,11 +164,12 @@ def _try_flock(fd: int) -> bool:
 def lock_directory(path: str | None) -> str:
     """``path`` (or the per-user default) checked as a directory only this user can use.
 
-    The default, ``<temp dir>/setpay-locks-<uid>``, is created 0700 when missing; so is a
-    missing ``path`` (its parent must exist). ``PermanentBackendError`` says what is wrong.
+    The default, ``<DEFAULT_LOCK_PARENT>/setpay-locks-<uid>``, is created 0700 when
+    missing; so is a missing ``path`` (its parent must exist). ``PermanentBackendError``
+    says what is wrong.
     """
     uid = os.geteuid()
-    directory = path or os.path.join(tempfile.gettempdir(), f"setpay-locks-{uid}")
+    directory = path or os.path.join(DEFAULT_LOCK_PARENT, f"setpay-locks-{uid}")
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:

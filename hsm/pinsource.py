@@ -109,11 +109,25 @@ def has_surrogates(text: str) -> bool:
 
 
 def _read_secret_file(path: str) -> str:
-    """Read a secret file that only its owner may read; one trailing newline is dropped."""
+    """Read a secret file that only its owner may read; one trailing newline is dropped.
+
+    Only a regular file is read. Opened without waiting (O_NONBLOCK): a FIFO with no
+    writer, or a device, would otherwise hold the login for ever, and with it the token's
+    login lock file and the module lock, stalling every process on that token.
+    """
     try:
-        with open(path, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise PermanentBackendError(
+                    f"secret file {path} is not a regular file ({_file_kind(mode)})"
+                )
+            # Not closefd: open() refusing the descriptor would not close it.
+            with open(fd, "rb", closefd=False) as handle:
+                data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise PermanentBackendError(
             f"cannot read secret file {path}: {exc.strerror or type(exc).__name__}"
@@ -142,3 +156,16 @@ def _read_secret_file(path: str) -> str:
     if has_surrogates(text):
         raise PermanentBackendError(f"secret file {path} is not UTF-8 text")
     return text
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a message (never its content)."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a plain file"

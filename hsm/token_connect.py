@@ -12,9 +12,10 @@ PIN state may be out of date (``hsm.token_login.view_may_be_stale``); a refusal 
 older than the login stays in its backend, not shared.
 
 While the token is away, or has no user PIN yet (re-initialized, its user PIN still to be
-set), the module is restarted to look again at most once per ``ABSENT_RESCAN_SECONDS``: a
-restart logs out every backend of the process. Logins and re-logins are reported to the
-observer ("login", "relogin").
+set), or the key URI names more than one token (two with its label), the module is
+restarted to look again at most once per ``ABSENT_RESCAN_SECONDS``: a restart logs out
+every backend of the process. Logins and re-logins are reported to the observer
+("login", "relogin").
 
 Nothing here waits aside (``hsm.observer.waiting``) for anything: the module lock is held
 throughout, and a health probe, which holds no turn to compute, needs it. A login lock
@@ -24,8 +25,9 @@ lock let go (``TokenLink``). The pause between two attempts is a plain sleep (te
 ms): given up aside, it would have queued for the turn back with the module and the
 login lock file held.
 
-Errors raised: ``TransientBackendError``, ``PermanentBackendError`` (a refused PIN),
-``TokenAbsent``, the translations of ``hsm.ckr``, and ``hsm.filelock.LockTaken``.
+Errors raised: ``TransientBackendError``, ``PermanentBackendError`` (a refused PIN, a URI
+that matches more than one token), ``TokenAbsent``, the translations of ``hsm.ckr``, and
+``hsm.filelock.LockTaken``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pkcs11 import exceptions as p11
 
 from hsm.ckr import Fault, ckr_name, fault_of, translate
 from hsm.cryptoki import Cryptoki
-from hsm.errors import PermanentBackendError, TokenAbsent, TransientBackendError
+from hsm.errors import KeyBackendError, PermanentBackendError, TokenAbsent, TransientBackendError
 from hsm.filelock import exclusive_lock, lock_directory
 from hsm.observer import Observer, observed
 from hsm.pin_latch import PinLatch
@@ -89,8 +91,10 @@ class TokenConnect:
         self.logins = 0
         self._failed_connects = 0
         # When our last rescan found the token not usable yet (time.monotonic()), and the
-        # error it gave: absent (a known token), or without a user PIN. None otherwise.
-        self._unready: tuple[float, str] | None = None
+        # error it gave: absent (a known token), without a user PIN, or not the only one
+        # the URI names (its kind and message: raised anew, never one instance again, whose
+        # traceback would grow at each raise). None otherwise.
+        self._unready: tuple[float, type[KeyBackendError], str] | None = None
 
     def connect(self, invalidate: Callable[[], None]) -> tuple[Any, frozenset[Mechanism]]:
         """Log in (module lock held): the token and its mechanisms. ``invalidate`` drops
@@ -102,7 +106,7 @@ class TokenConnect:
             self._unready is not None
             and time.monotonic() - self._unready[0] < ABSENT_RESCAN_SECONDS
         ):
-            raise TransientBackendError(self._unready[1])
+            raise self._unready[1](self._unready[2])
         op = "relogin" if self.logins else "login"
         with (
             observed(self._observer, op, ""),
@@ -191,19 +195,35 @@ class TokenConnect:
             self._failed_connects += 1
             if isinstance(last, p11.NoSuchToken):
                 if self.logins:
-                    self._unready = (time.monotonic(), f"{self.name} is not present")
-                    raise TransientBackendError(self._unready[1]) from last
+                    message = f"{self.name} is not present"
+                    self._unready = (time.monotonic(), TransientBackendError, message)
+                    raise TransientBackendError(message) from last
                 raise TokenAbsent(
                     f"no {self.name} in PKCS#11 module {self.config.module}"
                 ) from last
             error = translate(last, fault_of(last), "log in", self.name)
             if fault_of(last) is Fault.NO_USER_PIN:
-                self._unready = (time.monotonic(), str(error))
+                self._unready = (time.monotonic(), TransientBackendError, str(error))
             raise error from last
 
     def _find_token(self, library: Any) -> Any:
+        """The token the key URI names; ``PermanentBackendError`` at once if it names more
+        than one: no retry or module restart (which logs every backend of the process
+        out) would choose, and only the URI can."""
         serial = self.config.token_serial
-        return library.get_token(
-            token_label=self.config.token_label or None,
-            token_serial=serial.encode() if serial else None,
-        )
+        try:
+            return library.get_token(
+                token_label=self.config.token_label or None,
+                token_serial=serial.encode() if serial else None,
+            )
+        except p11.MultipleTokensReturned:
+            message = (
+                f"more than one token in PKCS#11 module {self.config.module} matches "
+                f"{self.name}: name the one to use by serial= in the key URI "
+                "(pkcs11-tool --list-token-slots shows each token's serial number)"
+            )
+            # Looked at again as an absent token is (the module docstring), by a restart
+            # (as after any failed connect): once all but one are gone, the link logs in.
+            self._failed_connects += 1
+            self._unready = (time.monotonic(), PermanentBackendError, message)
+            raise PermanentBackendError(message) from None

@@ -175,6 +175,41 @@ def test_refuses_a_pin_file_of_several_lines(tokens: SoftHsm, tmp_path: Path) ->
     assert f"PIN file {pin_file} must hold one line" in done.stderr
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(data)
+
+
+@pytest.mark.integration
+def test_reads_a_crlf_pin_file_as_setpay_does(tokens: SoftHsm, tmp_path: Path) -> None:
+    # Before, the CR stayed in the PIN given to the token, and setpay, which drops the
+    # CRLF, was refused the login on the token just made (PinIncorrect).
+    pin_file, so_pin_file = _pin_files(tmp_path)
+    _write_bytes(pin_file, b"windows user pin\r\n")
+    _write_bytes(so_pin_file, b"windows so pin\r\n")
+    label = _label("crlf")
+    done = provision(*_arguments(label, pin_file, so_pin_file))
+    assert done.returncode == 0, done.stderr
+    token = created_token(tokens, done.stdout, pin_file, so_pin_file)
+    listed = run(["setpay", "keys", "list", "--keys", token.uri()], check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert _so_login(label, "windows so pin") == "ok"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("data", [b"user pin\r", b"user\rpin\n"], ids=["last", "inside"])
+def test_refuses_a_pin_with_a_carriage_return_setpay_would_not_offer(
+    tokens: SoftHsm, tmp_path: Path, data: bytes
+) -> None:
+    pin_file, so_pin_file = _pin_files(tmp_path)
+    _write_bytes(pin_file, data)
+    label = _label("cr")
+    done = provision(*_arguments(label, pin_file, so_pin_file))
+    assert done.returncode == 1
+    assert f"the PIN in {pin_file} holds a carriage return" in done.stderr
+    assert label not in token_labels()
+
+
 @pytest.mark.integration
 def test_refuses_one_file_for_both_pins(tokens: SoftHsm, tmp_path: Path) -> None:
     pin_file, _ = _pin_files(tmp_path)

@@ -1,4 +1,5 @@
-"""Where PKCS#11 lock files live: a directory only this user can use, not the temp dir.
+"""Where PKCS#11 lock files live: a directory only this user can use, not the temp dir,
+and by default one per host, whatever a process's $TMPDIR.
 
 Lock files with predictable names in a world-writable directory let any local user
 create or hold them first, and stall every login on the token.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hsm import filelock
 from hsm.errors import InvalidKeyURI, PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.uri import Pkcs11KeyURI, describe_uri, open_backend, parse_key_uri
@@ -24,11 +26,12 @@ from .testbed import SOFTHSM_MODULE, SoftToken
 
 @pytest.fixture
 def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A stand-in for the system temp directory (world-writable and sticky, as usual)."""
+    """A stand-in for the host's temp directory, where the default lock directory is
+    made (world-writable and sticky, as usual)."""
     shared = tmp_path / "shared-tmp"
     shared.mkdir()
     shared.chmod(0o1777)
-    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setattr("hsm.filelock.DEFAULT_LOCK_PARENT", str(shared))
     return shared
 
 
@@ -95,6 +98,24 @@ def test_default_lock_directory_of_another_user_is_refused(
         match=rf"lock directory .* is owned by uid {me}, not by this user \(uid {other}\)",
     ):
         Pkcs11Backend(replace(token.config(), lock_dir=None))
+
+
+def test_the_default_lock_directory_is_one_per_host_whatever_tmpdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, it followed $TMPDIR (tempfile.gettempdir()): a service and an operator's
+    # shell given different ones (libpam-tmpdir, sudo) took different key locks on one
+    # token, and two key creations at once both claimed the same version.
+    made = []
+    for name in ("service-tmp", "shell-tmp"):
+        own = tmp_path / name
+        own.mkdir(mode=0o700)
+        monkeypatch.setenv("TMPDIR", str(own))
+        monkeypatch.setattr(tempfile, "tempdir", None)  # as in a process started so
+        made.append(filelock.lock_directory(None))
+        assert os.listdir(own) == []
+    assert made[0] == made[1]
+    assert made[0] == os.path.join(filelock.DEFAULT_LOCK_PARENT, f"setpay-locks-{os.geteuid()}")
 
 
 @pytest.mark.integration

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -88,8 +91,47 @@ def test_missing_secret_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_directory_as_secret_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(PermanentBackendError, match=r"cannot read secret file .*: Is a directory"):
+    with pytest.raises(
+        PermanentBackendError, match=r"secret file .* is not a regular file \(a directory\)"
+    ):
         PinSource("file", str(tmp_path)).read()
+
+
+def _refused_aside(call: Callable[[], object], within: float, fifo: Path) -> BaseException:
+    """What ``call`` raised, run in a thread; the test fails if it still waits after
+    ``within`` seconds (``fifo`` is then opened for writing, to let it end)."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(within)
+    if caller.is_alive():
+        with open(fifo, "wb"):  # the waiting open returns, and its read finds nothing
+            pass
+        caller.join(within)
+        pytest.fail(f"still waiting for {fifo} after {within} s")
+    [refusal] = outcome
+    assert isinstance(refusal, PermanentBackendError), refusal
+    return refusal
+
+
+def test_fifo_as_secret_file_is_refused_not_waited_for(tmp_path: Path) -> None:
+    # Before, open() waited for a writer for ever (a login held its token's locks so).
+    fifo = tmp_path / "pin.fifo"
+    os.mkfifo(fifo, 0o600)
+    refusal = _refused_aside(PinSource("file", str(fifo)).read, 3, fifo)
+    assert str(refusal) == f"secret file {fifo} is not a regular file (a FIFO)"
+
+
+def test_device_as_secret_file_is_refused() -> None:
+    with pytest.raises(PermanentBackendError, match=r"is not a regular file \(a device\)"):
+        PinSource("file", os.devnull).read()
 
 
 @pytest.mark.parametrize("value", [None, ""])
@@ -117,6 +159,22 @@ def test_group_readable_pin_file_stops_a_token_login(token: SoftToken, tmp_path:
     with pytest.raises(PermanentBackendError, match="accessible to group or others") as caught:
         Pkcs11Backend(replace(token.config(), pin_source=PinSource("file", str(exposed))))
     assert token.pin not in str(caught.value)
+
+
+@pytest.mark.integration
+def test_fifo_pin_file_stops_its_login_and_holds_no_other_login(
+    token: SoftToken, tmp_path: Path
+) -> None:
+    # Before, the login waited in open() for ever with the token's login lock file held:
+    # every other process's login on the token then failed after 30 s.
+    fifo = tmp_path / "pin.fifo"
+    os.mkfifo(fifo, 0o600)
+    config = replace(token.config(), pin_source=PinSource("file", str(fifo)))
+    refusal = _refused_aside(lambda: Pkcs11Backend(config), 10, fifo)
+    assert "is not a regular file (a FIFO)" in str(refusal)
+    started = time.monotonic()
+    Pkcs11Backend(token.config()).close()
+    assert time.monotonic() - started < 10
 
 
 # What the environment holds for a secret written in Latin-1: its undecodable byte
