@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +24,22 @@ from cli.main import main
 from cli.path_options import output_path
 from gateway.config import BankConfig
 from gateway.ledger import LedgerStore, accounts
-from gateway.provisioning import InitResult, init_bank
+from gateway.provisioning import InitResult
+from tests.cli.card_out_support import (
+    CARD,
+    REFUSED,
+    cards,
+    issue_enrolment_code,
+    listed,
+    new_bank,
+    no_card_number_in,
+    open_account,
+    refused_card_out,
+)
 from tests.cli.ledger_outcome_support import OutcomeUnknown
 
-USAGE = 2
-# A test card whose middle digits are all different from its BIN's and last four's.
-CARD = "4539578763621486"
-REFUSED = "a part of the path holds 13 to 19 digits passing the Luhn check, which could be"
+# What ``output_path`` says, to the comma after which it says how to name such a path.
+SAID = f"{REFUSED}, which could be"
 # The card number beside other digits in a part of the path (the review's four, and the
 # one whose "cannot create" said it), grouped beside a date, with its security code glued.
 BESIDE = [
@@ -50,82 +57,38 @@ SLASHED = "4539/5787/6362/1486"
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
-    """A real bank: with it, the old code opened the account and named its file."""
-    return init_bank(tmp_path_factory.mktemp("card-beside-digits") / "bank", env={})
-
-
-def _cards(made: InitResult) -> int:
-    """How many card accounts the bank's (SQLite) ledger holds."""
-    db = sqlite3.connect(f"file:{made.directory / 'ledger.db'}?mode=ro", uri=True)
-    try:
-        (count,) = db.execute("SELECT count(*) FROM card_accounts").fetchone()
-    finally:
-        db.close()
-    return int(count)
-
-
-def _no_card_number_in(text: str) -> None:
-    """Not one digit of the card's middle, in any grouping: only its masked form may show."""
-    assert re.search(r"5\D*7\D*8\D*7\D*6\D*3\D*6\D*2", text) is None, text
-
-
-def _listed(root: Path) -> list[str]:
-    return sorted(str(path) for path in root.rglob("*"))
-
-
-def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """``setpay bank ARGV`` is a usage error about ``--card-out``, saying why without the
-    card number, with nothing on standard output."""
-    with pytest.raises(SystemExit) as stopped:
-        main(["bank", *argv])
-    out, err = capsys.readouterr()
-    assert (stopped.value.code, out) == (USAGE, "")
-    assert f"argument --card-out: {REFUSED}" in " ".join(err.split())
-    _no_card_number_in(err)
+    return new_bank(tmp_path_factory, "card-beside-digits")
 
 
 @pytest.mark.parametrize("path", BESIDE)
 def test_output_path_refuses_a_card_number_beside_other_digits(path: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError) as refused:
         output_path(path)
-    assert str(refused.value).startswith(REFUSED)
+    assert str(refused.value).startswith(SAID)
 
 
+@pytest.mark.parametrize("command", ["open-account", "issue-enrolment-code"])
 @pytest.mark.parametrize("path", BESIDE)
-def test_open_account_refuses_a_card_number_beside_other_digits(
+def test_bank_refuses_a_card_number_beside_other_digits(
     made: InitResult,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     path: str,
+    command: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("cards").mkdir()
     Path("pan").write_text(CARD)  # the review's: the card the path names is the card opened
-    before, listed = _cards(made), _listed(tmp_path)
-    argv = ["--config", str(made.config_path), "open-account", "--limit", "5000",
-            "--expiry", "203012", "--pan-file", "pan", "--card-out", path]  # fmt: skip
-    _refused(argv, capsys)
-    assert _listed(tmp_path) == listed
-    assert _cards(made) == before
-
-
-@pytest.mark.parametrize("path", BESIDE)
-def test_issue_enrolment_code_refuses_a_card_number_beside_other_digits(
-    made: InitResult,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    path: str,
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    Path("cards").mkdir()
     Path("card.json").write_text("{}")  # refused before it is read
-    listed = _listed(tmp_path)
-    argv = ["--config", str(made.config_path), "issue-enrolment-code",
-            "--card", "card.json", "--card-out", path]  # fmt: skip
-    _refused(argv, capsys)
-    assert _listed(tmp_path) == listed
+    before, there = cards(made), listed(tmp_path)
+    if command == "open-account":
+        argv = open_account(made, path, "--pan-file", "pan")
+    else:
+        argv = issue_enrolment_code(made, "card.json", path)
+    refused_card_out(argv, capsys)
+    assert listed(tmp_path) == there
+    assert cards(made) == before
 
 
 @pytest.mark.parametrize(
@@ -145,9 +108,7 @@ def test_output_path_takes_dated_names_with_no_card_number(path: str) -> None:
 
 def _open(made: InitResult, out: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``setpay bank open-account --card-out OUT`` (a random card); (status, out, err)."""
-    argv = ["bank", "--config", str(made.config_path), "open-account", "--limit", "5000",
-            "--expiry", "203012", "--card-out", out]  # fmt: skip
-    status = main(argv)
+    status = main(open_account(made, out))
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -165,7 +126,7 @@ def test_open_account_names_a_slashed_card_number_masked(
     status, out, err = _open(made, SLASHED, capsys)
     assert (status, err) == (0, "")
     assert out.endswith("card data in 4539/57**/****/1486\n")
-    _no_card_number_in(out)
+    no_card_number_in(out)
     assert json.loads(Path(SLASHED).read_text())["expiry"] == "203012"
     status, out, err = _open(made, f"missing/{SLASHED}", capsys)
     assert (status, out) == (1, "")
@@ -181,12 +142,10 @@ def test_issue_enrolment_code_names_a_slashed_card_number_masked(
     monkeypatch.chdir(tmp_path)
     assert _open(made, "card.json", capsys)[0] == 0
     Path(SLASHED).parent.mkdir(parents=True)
-    argv = ["bank", "--config", str(made.config_path), "issue-enrolment-code",
-            "--card", "card.json", "--card-out", SLASHED]  # fmt: skip
-    assert main(argv) == 0
+    assert main(issue_enrolment_code(made, "card.json", SLASHED)) == 0
     out, err = capsys.readouterr()
     assert err == "" and "new enrolment code in 4539/57**/****/1486;" in out
-    _no_card_number_in(out)
+    no_card_number_in(out)
     assert json.loads(Path(SLASHED).read_text())["enrolment_code"]
 
 
@@ -209,7 +168,7 @@ def test_an_unconfirmed_opening_names_a_slashed_card_number_masked(
     status, out, err = _open(made, SLASHED, capsys)
     assert (status, out) == (1, "")
     assert err.count("4539/57**/****/1486") == 4
-    _no_card_number_in(err)
+    no_card_number_in(err)
     assert Path(SLASHED).exists()  # kept: it may be the card's only copy
 
 
@@ -247,7 +206,7 @@ OTHER_SCRIPTS = [
 def test_output_path_refuses_a_card_number_written_in_another_script(path: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError) as refused:
         output_path(path)
-    assert str(refused.value).startswith(REFUSED)
+    assert str(refused.value).startswith(SAID)
 
 
 def test_open_account_refuses_a_card_number_grouped_by_a_long_vowel_mark(
@@ -258,9 +217,7 @@ def test_open_account_refuses_a_card_number_grouped_by_a_long_vowel_mark(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("cards").mkdir()
-    before = _cards(made)
-    argv = ["--config", str(made.config_path), "open-account", "--limit", "5000",
-            "--expiry", "203012", "--card-out", OTHER_SCRIPTS[0]]  # fmt: skip
-    _refused(argv, capsys)
-    assert _listed(tmp_path) == [str(tmp_path / "cards")]
-    assert _cards(made) == before
+    before = cards(made)
+    refused_card_out(open_account(made, OTHER_SCRIPTS[0]), capsys)
+    assert listed(tmp_path) == [str(tmp_path / "cards")]
+    assert cards(made) == before

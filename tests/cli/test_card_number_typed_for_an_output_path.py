@@ -13,21 +13,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from cli.main import build_parser, main
 from cli.path_options import output_path
-from gateway.provisioning import InitResult, init_bank
+from gateway.provisioning import InitResult
+from tests.cli.card_out_support import (
+    CARD,
+    REFUSED,
+    cards,
+    issue_enrolment_code,
+    listed,
+    new_bank,
+    no_card_number_in,
+    open_account,
+    refused_card_out,
+)
 
-USAGE = 2
-# A test card whose middle digits are all different from its BIN's and last four's.
-CARD = "4539578763621486"
 MASKED = "453957******1486"
-REFUSED = "a part of the path holds 13 to 19 digits passing the Luhn check"
 # The card as it may be typed for a path: whole, grouped, in a name, as a directory.
 TYPED = [
     CARD,
@@ -41,34 +46,7 @@ TYPED = [
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
-    """A real bank: with it, the old code opened the account the test refuses."""
-    return init_bank(tmp_path_factory.mktemp("card-for-an-output") / "bank", env={})
-
-
-def _cards(made: InitResult) -> int:
-    """How many card accounts the bank's (SQLite) ledger holds."""
-    db = sqlite3.connect(f"file:{made.directory / 'ledger.db'}?mode=ro", uri=True)
-    try:
-        (count,) = db.execute("SELECT count(*) FROM card_accounts").fetchone()
-    finally:
-        db.close()
-    return int(count)
-
-
-def _no_card_number_in(text: str) -> None:
-    """Not one digit of the card's middle, in any grouping: only its masked form may show."""
-    assert re.search(r"5\D*7\D*8\D*7\D*6\D*3\D*6\D*2", text) is None, text
-
-
-def _refused(argv: list[str], option: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """``setpay ARGV`` in this process is a usage error about ``option``, saying why without
-    the card number, and printing nothing on standard output."""
-    with pytest.raises(SystemExit) as stopped:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert (stopped.value.code, out) == (USAGE, "")
-    assert f"argument {option}: {REFUSED}, which could be a card number" in " ".join(err.split())
-    _no_card_number_in(err)
+    return new_bank(tmp_path_factory, "card-for-an-output")
 
 
 @pytest.mark.parametrize("typed", TYPED)
@@ -82,12 +60,10 @@ def test_open_account_refuses_a_card_number_for_card_out(
     monkeypatch.chdir(tmp_path)
     for directory in ("4539", "4539/5787/6362", CARD):  # a card file could be made there
         Path(directory).mkdir(parents=True, exist_ok=True)
-    before, listed = _cards(made), sorted(str(p) for p in tmp_path.rglob("*"))
-    argv = ["bank", "--config", str(made.config_path), "open-account", "--limit", "5000",
-            "--expiry", "203012", "--card-out", typed]  # fmt: skip
-    _refused(argv, "--card-out", capsys)
-    assert sorted(str(p) for p in tmp_path.rglob("*")) == listed
-    assert _cards(made) == before
+    before, there = cards(made), listed(tmp_path)
+    refused_card_out(open_account(made, typed), capsys)
+    assert listed(tmp_path) == there
+    assert cards(made) == before
 
 
 def test_issue_enrolment_code_refuses_a_card_number_for_card_out(
@@ -98,9 +74,7 @@ def test_issue_enrolment_code_refuses_a_card_number_for_card_out(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("card.json").write_text("{}")  # refused before it is read
-    argv = ["bank", "--config", str(made.config_path), "issue-enrolment-code",
-            "--card", "card.json", "--card-out", CARD]  # fmt: skip
-    _refused(argv, "--card-out", capsys)
+    refused_card_out(issue_enrolment_code(made, "card.json", CARD), capsys)
     assert os.listdir(tmp_path) == ["card.json"]
 
 
@@ -114,9 +88,7 @@ def test_open_account_takes_a_path_with_a_date(
     monkeypatch.chdir(tmp_path)
     Path("2026-11-25").mkdir()
     out = "2026-11-25/card-7.json"
-    argv = ["bank", "--config", str(made.config_path), "open-account", "--limit", "5000",
-            "--expiry", "203012", "--card-out", out]  # fmt: skip
-    assert main(argv) == 0
+    assert main(open_account(made, out)) == 0
     assert capsys.readouterr().out.endswith(f"card data in {out}\n")
     assert json.loads(Path(out).read_text())["expiry"] == "203012"
 
@@ -184,7 +156,7 @@ def _wallet(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     code = main(["wallet", "--dir", "wallet", *argv])
     out, err = capsys.readouterr()
     assert (code, out) == (1, "")
-    _no_card_number_in(err)
+    no_card_number_in(err)
     return err
 
 

@@ -27,41 +27,15 @@ from gateway.restarts import (
     killed_from_outside,
 )
 
+from .ledger_restart_support import BUSY, DAMAGED, LEDGER, Clock, in_a_busy_outage
 from .served import LEDGER_PROCESS, ServedBank, ledger_process_of, serve_bank, wait_for
 
-LEDGER = "the ledger process"
-BUSY = "?StoreBusy: SQLite is unavailable (SQLITE_BUSY)"
-DAMAGED = "!StoreUnavailable: SQLite is unavailable (SQLITE_NOTADB)"
 FAILED = "the ledger process failed to start"
-# Each try of a busy ledger waits out the store's busy timeout before it fails.
-TRY_SECONDS = 5.0
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _in_a_busy_outage(clock: _Clock) -> Restarts:
-    """A bank that served, whose ledger process served and died at 0, and whose successor
-    failed of the ledger busy at TRY_SECONDS."""
-    restarts = Restarts(clock)
-    restarts.opened = True
-    assert restarts.refusal(LEDGER, LEDGER_INDEX, ready_at=0.0, serving=True) is None
-    assert restarts.ledger_due()  # at once
-    restarts.ledger_serves = False  # the supervisor forks its successor
-    clock.now = TRY_SECONDS
-    assert restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=BUSY) is None
-    assert restarts.ledger_due()  # at once: its try waited the busy timeout out
-    return restarts
 
 
 def test_a_try_ended_by_a_signal_is_tried_again_after_a_pause() -> None:
-    clock = _Clock()
-    restarts = _in_a_busy_outage(clock)
+    clock = Clock()
+    restarts = in_a_busy_outage(clock)
     refused = restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, signalled=True)
     assert refused is None
     assert restarts.known_fault(LEDGER_INDEX) == BUSY  # its successor says it at DEBUG
@@ -73,8 +47,8 @@ def test_a_try_ended_by_a_signal_is_tried_again_after_a_pause() -> None:
 
 
 def test_tries_ended_by_a_signal_stay_within_the_outage_s_window() -> None:
-    clock = _Clock()
-    restarts = _in_a_busy_outage(clock)
+    clock = Clock()
+    restarts = in_a_busy_outage(clock)
     while clock.now + FIRST_BACKOFF_SECONDS < RESTART_WINDOW_SECONDS:
         assert restarts.refusal(LEDGER, LEDGER_INDEX, None, True, signalled=True) is None
         clock.now += FIRST_BACKOFF_SECONDS
@@ -88,8 +62,8 @@ def test_tries_ended_by_a_signal_stay_within_the_outage_s_window() -> None:
 
 
 def test_a_retry_meeting_a_new_cause_still_stops_the_bank() -> None:
-    clock = _Clock()
-    restarts = _in_a_busy_outage(clock)
+    clock = Clock()
+    restarts = in_a_busy_outage(clock)
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, True, signalled=True) is None
     refused = restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=DAMAGED)
     assert refused == FAILED
@@ -97,19 +71,19 @@ def test_a_retry_meeting_a_new_cause_still_stops_the_bank() -> None:
 
 def test_an_end_with_no_cause_outside_a_busy_outage_still_stops_the_bank() -> None:
     # Signalled, but no busy try recorded: its successor, the first of the outage.
-    restarts = Restarts(_Clock())
+    restarts = Restarts(Clock())
     restarts.opened = True
     assert restarts.refusal(LEDGER, LEDGER_INDEX, ready_at=0.0, serving=True) is None
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, True, signalled=True) == FAILED
     # Within a busy outage, but it exited of itself, saying nothing: no passing fault.
-    restarts = _in_a_busy_outage(_Clock())
+    restarts = in_a_busy_outage(Clock())
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True) == FAILED
     # The outage over (a ledger process served since): the busy cause is forgotten.
-    restarts = _in_a_busy_outage(_Clock())
+    restarts = in_a_busy_outage(Clock())
     restarts.ledger_serves = True
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, True, signalled=True) == FAILED
     # At the bank's first start, as before.
-    restarts = _in_a_busy_outage(_Clock())
+    restarts = in_a_busy_outage(Clock())
     restarts.opened = False
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, True, signalled=True) == FAILED
 
@@ -130,7 +104,7 @@ def test_a_crash_or_an_exit_is_no_try_cut_short(code: int) -> None:
 
 
 def test_a_stop_cancels_the_pause() -> None:
-    restarts = _in_a_busy_outage(_Clock())
+    restarts = in_a_busy_outage(Clock())
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, True, signalled=True) is None
     restarts.cancel()
     assert not restarts.waiting()

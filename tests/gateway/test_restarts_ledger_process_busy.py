@@ -22,42 +22,22 @@ import pytest
 
 from gateway.child import LEDGER_INDEX
 from gateway.child_deadlines import late_fault
-from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, Restarts, ledger_busy
+from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, ledger_busy
 
-LEDGER = "the ledger process"
-BUSY = "?StoreBusy: SQLite is unavailable (SQLITE_BUSY)"
-DAMAGED = "!StoreUnavailable: SQLite is unavailable (SQLITE_NOTADB)"
+from .ledger_restart_support import BUSY, DAMAGED, LEDGER, TRY_SECONDS, Clock, died
+
 AWAY = "?StoreAway: the ledger service connection failed: [Errno 111] Connection refused"
 TOKEN_AWAY = "?TokenAbsent: no token 't2-bank' in PKCS#11 module"
 # Named like the ledger's StoreBusy, but not it: the name must be whole.
 BUSIER = "?StoreBusyish: not the ledger busy"
-# Each try of a busy ledger waits out the store's busy timeout before it fails.
-TRY_SECONDS = 5.0
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _died(clock: _Clock) -> Restarts:
-    """A bank that served, whose ledger process served and died at the clock's now."""
-    restarts = Restarts(clock)
-    restarts.opened = True
-    assert restarts.refusal(LEDGER, LEDGER_INDEX, ready_at=0.0, serving=True) is None
-    restarts.ledger_serves = False  # the supervisor forks its successor
-    return restarts
 
 
 def test_a_busy_ledger_process_start_is_retried_until_a_minute_unserved(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = _Clock()
+    clock = Clock()
     clock.now = 100.0
-    restarts = _died(clock)
+    restarts = died(clock)
     caplog.set_level(logging.WARNING, "setpay.workers")
     tries = 0
     while clock.now + TRY_SECONDS < 100.0 + RESTART_WINDOW_SECONDS:
@@ -77,8 +57,8 @@ def test_a_busy_ledger_process_start_is_retried_until_a_minute_unserved(
 
 
 def test_the_minute_is_counted_from_the_last_ledger_process_that_served() -> None:
-    clock = _Clock()
-    restarts = _died(clock)
+    clock = Clock()
+    restarts = died(clock)
     clock.now = RESTART_WINDOW_SECONDS - 1
     assert restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=BUSY) is None
     restarts.ledger_serves = True  # its successor served ...
@@ -116,7 +96,7 @@ def test_the_minute_is_counted_from_the_last_ledger_process_that_served() -> Non
 def test_other_ledger_process_start_failures_still_stop_the_bank(
     opened: bool, fault: str | None
 ) -> None:
-    restarts = _died(_Clock())
+    restarts = died(Clock())
     restarts.opened = opened
     refused = restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=fault)
     assert refused == "the ledger process failed to start"
