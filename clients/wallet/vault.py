@@ -211,6 +211,8 @@ def open_vault(path: Path, passphrase: str) -> CardSecrets:
         ) from None
     try:
         card = json.loads(plain)
+        if not isinstance(card, dict):  # a list's .get was a traceback, not a refusal
+            raise TypeError("not an object")
         pending = card.get("pending") or None
         return CardSecrets(
             pan=PAN(card["pan"]),

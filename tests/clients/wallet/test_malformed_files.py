@@ -5,15 +5,18 @@ Each is refused with the error of its file, naming it, and nothing is sent or ch
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cli.wallet import read_card_file, read_initiation
 from clients import config_file
 from clients.errors import ClientError, ConfigError, VaultError
+from clients.wallet import vault
 from clients.wallet.purchase_book import PurchaseBook
 from clients.wallet.vault import CardSecrets, open_vault, seal
 from setcore.pan import PAN
@@ -96,3 +99,23 @@ def test_a_scrypt_parameter_that_is_no_integer_is_malformed(
     path.write_text(text)
     with pytest.raises(VaultError, match="is malformed"):
         open_vault(path, PASSPHRASE)
+
+
+@pytest.mark.parametrize("plain", [b'["a card"]', b'"a card"', b"42", b"null"])
+def test_a_sealed_card_file_whose_content_is_no_object_is_refused(
+    tmp_path: Path, plain: bytes
+) -> None:
+    """Authenticated, so only the passphrase's holder could make it: a list's ``.get``
+    was a traceback, where any other bad content is a plain refusal."""
+    path = tmp_path / "card.json"
+    seal(path, CardSecrets(PAN(VISA), "203012", b"s" * 32, None), "passphrase")
+    sealed = json.loads(path.read_text())
+    salt, nonce = base64.b64decode(sealed["kdf"]["salt"]), base64.b64decode(sealed["nonce"])
+    key = vault._key("passphrase", salt, vault.SCRYPT_N, vault.SCRYPT_R, vault.SCRYPT_P)
+    sealed["ciphertext"] = base64.b64encode(
+        AESGCM(key).encrypt(nonce, plain, vault._AD + salt)
+    ).decode()
+    path.write_text(json.dumps(sealed))
+    with pytest.raises(VaultError) as refused:
+        open_vault(path, "passphrase")
+    assert str(refused.value) == f"{path} holds no valid card data (TypeError)"
