@@ -2,10 +2,15 @@
 
 Never capture more than is authorized, never refund more than was captured, never
 reverse twice; one operation sent and not answered counts as applied wherever that leaves
-less to take, and the refusal names it (``_pending``). Each check is a plain function of
-the order and its operations as they stand, so ``settlement`` runs it twice: before it
-builds the request, and again in the transaction that stores it (the ``admit`` of
-``add_operation``), where two commands at once cannot both pass it.
+less to take, and the refusal names it (``_pending``). A capture or refund is refused
+outright while one of its kind on the order is unanswered (``_one_at_a_time``): the same
+command given again after "outcome unknown" would otherwise send a second request, under
+a new RRPID, beside the first that ``resume`` still sends, and the gateway applies both.
+
+Each check is a plain function of the order and its operations as they stand, so
+``settlement`` runs it twice: before it builds the request, and again in the transaction
+that stores it (the ``admit`` of ``add_operation``), where two commands at once cannot
+both pass it.
 
 A refusal is ``OrderStateError``, naming what stands in the way by short ids; an
 authorized order without the RRPID of its AuthReq, which every request on it names, is a
@@ -48,6 +53,7 @@ Check = Callable[[Order, list[Operation]], Plan]
 def capture(order: Order, operations: list[Operation], amount: int | None) -> Plan:
     """Capture ``amount`` (None: all that is authorized and not yet captured)."""
     authorization = approved_authorization(order)
+    _one_at_a_time(order, operations, OperationKind.CAPTURE)
     captured = _captured_gross(operations)
     pending = _pending(operations, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
     # A pending reversal may have lowered the authorization to what it keeps.
@@ -69,6 +75,7 @@ def capture(order: Order, operations: list[Operation], amount: int | None) -> Pl
 def refund(order: Order, operations: list[Operation], amount: int | None) -> Plan:
     """Credit ``amount`` back (None: all captured and not yet credited)."""
     authorization = approved_authorization(order)
+    _one_at_a_time(order, operations, OperationKind.CREDIT)
     left, pending = _refundable(operations)
     amount = left if amount is None else amount
     if not 0 < amount <= left:
@@ -162,6 +169,35 @@ def _pending(operations: Sequence[Operation], *kinds: OperationKind) -> list[Ope
     request is sent that the gateway would refuse should those turn out applied, in
     whichever order they reach it."""
     return [op for op in operations if op.kind in kinds and op.state is OperationState.SENT]
+
+
+def _one_at_a_time(order: Order, operations: Sequence[Operation], kind: OperationKind) -> None:
+    """Refuse a capture or refund while one of that ``kind`` on the order is unanswered.
+
+    Its command ended "outcome unknown" (or is still waiting for the gateway), and the
+    operator's first reaction is the same command again: built afresh, that is a second
+    request beside the first, which ``resume`` still sends, and the gateway applies both
+    (a refund paid twice). Sending the pending one's bytes again instead, as a batch
+    change given again does, would answer a second refund of the same amount, really
+    wanted, with the first one's answer, as if it were made. So nothing is built until
+    the gateway answers the pending one (``serve`` sends it again); a second one really
+    wanted is given again then.
+    Reversals need no such rule: each names its original, and ``_not_reversed`` refuses a
+    second one of it; an authorization reversal waits for every pending capture and
+    reversal already.
+    """
+    pending = _pending(operations, kind)
+    if pending:
+        raise OrderStateError(
+            f"order {order.short_id}: {_named_list(pending)} is sent and not answered "
+            "(outcome unknown, will retry): `setpay merchant serve` sends it again, and the "
+            f"gateway applies it once; no other {kind.value} is sent on this order until "
+            "it is answered"
+        )
+
+
+def _named_list(operations: Sequence[Operation]) -> str:
+    return ", ".join(f"{op.kind.value} {short(op.rrpid)} of {op.amount.minor}" for op in operations)
 
 
 def _refundable(operations: Sequence[Operation]) -> tuple[int, list[Operation]]:

@@ -25,14 +25,15 @@ def _short(rrpid: bytes) -> str:
     return rrpid.hex()[:8]
 
 
-def test_a_refund_counts_a_pending_refund_as_made(
+def test_a_refund_waits_for_a_pending_refund(
     bank: RunningBank,
     make_merchant: MerchantFactory,
     make_wallet: WalletFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Captured 1000, a refund of 600 unanswered (the gateway made it): a second refund of
-    600 would take the refunds past what was captured, and is refused here, not sent."""
+    """Captured 1000, a refund of 600 unanswered (the gateway made it): no other refund is
+    sent until it is answered, neither the same one given again nor the 400 left; once
+    answered, the 400 is refunded (``test_settlement_pending_again``)."""
     gateway = TamperingGateway(monkeypatch, bank)
     merchant = make_merchant("m-pending-credit")
     xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
@@ -41,17 +42,20 @@ def test_a_refund_counts_a_pending_refund_as_made(
     with pytest.raises(OutcomeUnknown):
         merchant.settlement.refund(xid, 600)
     (pending,) = [op for op in merchant.store.operations(xid) if op.kind is OperationKind.CREDIT]
-    with pytest.raises(OrderStateError) as caught:
-        merchant.settlement.refund(xid, 600)
-    message = str(caught.value)
-    assert "600 cannot be refunded (400 captured and not refunded)" in message
-    assert f"credit {_short(pending.rrpid)} of 600 (sent, outcome unknown" in message
+    for amount in (600, None):
+        with pytest.raises(OrderStateError) as caught:
+            merchant.settlement.refund(xid, amount)
+        assert f"credit {_short(pending.rrpid)} of 600 is sent and not answered" in str(
+            caught.value
+        )
     assert len(gateway.sent("Credit")) == 1  # refused before anything was sent
 
-    rest = merchant.settlement.refund(xid)  # what is left even if the pending one was made
-    assert (rest.state, rest.result_amount) == (OperationState.SUCCEEDED, 400)
     (done,) = merchant.settlement.resume()
     assert (done.rrpid, done.state) == (pending.rrpid, OperationState.SUCCEEDED)
+    with pytest.raises(OrderStateError, match=r"600 cannot be refunded \(400 captured and not"):
+        merchant.settlement.refund(xid, 600)
+    rest = merchant.settlement.refund(xid)
+    assert (rest.state, rest.result_amount) == (OperationState.SUCCEEDED, 400)
     assert settled_amounts(merchant.store, xid) == (1000, 1000)
     hold = gateway_hold(bank, xid)
     assert (hold.credited, hold.transfers["credit"]) == (1000, 2)
