@@ -42,6 +42,11 @@ from setcore.freshness import now_ms
 
 log = logging.getLogger("setpay.merchant")
 
+# How far past the moment ``resume`` read them a request's stored time may lie before it
+# was written by a wall clock stepped back since: none is written after that read but
+# by such a clock (the read follows its commit). A margin, not a wait.
+CLOCK_STEP_MS = 1_000
+
 R = TypeVar("R", Order, Operation, BatchRequest)
 # What only an answer of the gateway's raises: its verified SET Error, or the answer not
 # verifying (a revoked signer, say) or its result code unread.
@@ -268,7 +273,12 @@ class StoredRequests(abc.ABC, Generic[R]):
         be read) that are due again by then (``outcome.next_try``), once a round of this
         process has reached every one waiting; until then every one goes, so that a start
         with the gateway away still asks at once for all of them when it is back.
-        ``stop``: once set, the one being sent is the last.
+        ``stop``: once set, the one being sent is the last. Both go by the wall clock,
+        which may step back (NTP, an RTC mended): a request stored, or put off until,
+        later than this clock could have written (``_stepped_back``) is taken as stored
+        long ago, or due, so that a step back holds it no longer than its usual wait
+        instead of until the clock is back where it was. A step forward lets them go
+        at once: each is sent once, and put off again from the new time if it must be.
 
         Each on its own: one whose outcome is still unknown is logged (by its short ids
         and the reason, which never holds card data: the merchant has none) and stays
@@ -285,6 +295,7 @@ class StoredRequests(abc.ABC, Generic[R]):
         """
         due = due_at_ms if self._asked_all else None
         unanswered = self._unanswered()
+        now = now_ms()  # after the read: no request was stored, nor put off, later
         self._round += 1
         ended_round = self._ended_round
         still = {_key(request) for request in unanswered}
@@ -295,8 +306,16 @@ class StoredRequests(abc.ABC, Generic[R]):
             (
                 request
                 for request in unanswered
-                if (stored_before_ms is None or self._stored_ms(request) < stored_before_ms)
-                and (due is None or request.retry_after_ms <= due)
+                if (
+                    stored_before_ms is None
+                    or self._stored_ms(request) < stored_before_ms
+                    or _stepped_back(self._stored_ms(request), now)
+                )
+                and (
+                    due is None
+                    or request.retry_after_ms <= due
+                    or _stepped_back(request.retry_after_ms, now + outcome.UNVERIFIED_MAX_WAIT_MS)
+                )
             ),
             # Oldest first (``sorted`` is stable), but those that ended a round after the
             # others, the one that ended the latest round last.
@@ -356,6 +375,14 @@ class _Sending(threading.local):
 
     key: bytes | None = None
     answered = False
+
+
+def _stepped_back(at_ms: int, latest_ms: int) -> bool:
+    """True when ``at_ms``, a time the merchant's wall clock wrote, lies past the latest
+    it could have written by now (``latest_ms``: "now", or "now" and the longest wait it
+    adds), beyond ``CLOCK_STEP_MS``: the clock has stepped back since. A plain integer
+    test on what ``resume`` read already: no query of its own."""
+    return at_ms > latest_ms + CLOCK_STEP_MS
 
 
 def _key(request: Order | Operation | BatchRequest) -> bytes:

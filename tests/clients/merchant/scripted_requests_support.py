@@ -7,10 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+from clients.merchant.outcome import UNVERIFIED_MAX_WAIT_MS
 from clients.merchant.records import Money, Operation, OperationKind, OperationState
 from clients.merchant.stored_requests import StoredRequests
+from setcore.freshness import now_ms
 
 EUR = 978
+# A next try no round of a test reaches: the longest back-off, begun as the tests start.
+# One further off was put off by a clock stepped back since, and is due at once
+# (``StoredRequests.resume``).
+PUT_OFF_MS = now_ms() + UNVERIFIED_MAX_WAIT_MS
 
 
 def operation(name: str, retry_after_ms: int = 0) -> Operation:

@@ -18,9 +18,8 @@ from clients.merchant.gateway_client import GatewayClient
 from clients.merchant.records import Operation
 from setcore.capture import CaptureState
 from setcore.errors import ErrorCode, ProtocolError
-from tests.clients.merchant.scripted_requests_support import Scripted, operation
+from tests.clients.merchant.scripted_requests_support import PUT_OFF_MS, Scripted, operation
 
-PUT_OFF_MS = 10**15  # a next try no round here reaches
 UNAVAILABLE = TransportError("gateway Capture", "UNAVAILABLE")
 UNVERIFIED = ProtocolError(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "did not verify")
 

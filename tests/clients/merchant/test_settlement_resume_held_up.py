@@ -25,7 +25,7 @@ from setcore.errors import ErrorCode, ProtocolError
 from setpay.v1 import capture_pb2
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
-from tests.clients.merchant.scripted_requests_support import Scripted, operation
+from tests.clients.merchant.scripted_requests_support import PUT_OFF_MS, Scripted, operation
 from tests.clients.merchant.tampering_support import gateway_hold
 from tests.clients.test_purchase_flow import buy, offer
 
@@ -135,7 +135,7 @@ def test_a_request_answered_again_goes_back_to_its_place() -> None:
 def test_a_round_that_ends_at_its_last_request_has_asked_every_one() -> None:
     """Once a round has asked every waiting request, later rounds send only those due
     (``outcome.next_try``): a round that ended at its last request asked them all."""
-    unverified = operation("late", retry_after_ms=10**15)  # put off: not due again
+    unverified = operation("late", retry_after_ms=PUT_OFF_MS)  # put off: not due again
     stuck = operation("stuck")
     requests = Scripted([unverified, stuck])
 
@@ -155,7 +155,7 @@ def test_a_round_that_ends_at_its_last_request_has_asked_every_one() -> None:
 def test_a_round_the_gateway_answered_nothing_of_has_not_asked_them_all() -> None:
     """A round whose every request got no answer at all proves nothing of any: a start
     with the gateway away still sends even those put off once it is back."""
-    late = operation("late", retry_after_ms=10**15)
+    late = operation("late", retry_after_ms=PUT_OFF_MS)
     requests = Scripted([late])
     requests.answer = _unavailable("late")
     assert requests.resume(due_at_ms=1) == []

@@ -19,12 +19,11 @@ from clients.merchant.stored_requests import StoredRequests
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from tests.clients.merchant.scripted_requests_support import (
     EUR,
+    PUT_OFF_MS,
     Postponing,
     Scripted,
     operation,
 )
-
-PUT_OFF_MS = 10**15  # a next try no round here reaches
 
 
 def _stuck_or_unverified(
