@@ -73,6 +73,7 @@ that Error as its decision, each retry gets it again and logs it, by its bounded
 from __future__ import annotations
 
 import logging
+import time
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
@@ -249,6 +250,29 @@ def answer_gone(
     log.error("%s: outcome unknown, will retry (%s)", what, reason)
     # A verified answer ends any run of answers that did not verify, as ``pending`` does.
     _postpone(store, request, what, 0, now_ms() + UNVERIFIED_MAX_WAIT_MS)
+    return OutcomeUnknown(what, reason, error)
+
+
+def undecided(
+    store: MerchantStore, request: Pending, what: str, error: PeerError, after_ms: int
+) -> OutcomeUnknown:
+    """``request``'s bytes, sent before without a verified answer, are refused now with a
+    verified SET Error that is not final yet: an earlier sending of the same bytes may
+    still be decided at the gateway until ``after_ms`` (the merchant's clock,
+    ``renewal.decidable_until``), and a gateway that only fences a refusal as too old
+    answers a resend from the checks of the moment (its clock stepped back, a
+    certificate expired since) while that sending waits in its ledger. Ended failed, the
+    same capture or refund would be allowed again once that sending is applied. So it
+    stays pending, put off until then (a verified answer ends any run of answers that
+    did not verify), logged as a warning; the next try gets the gateway's stored answer
+    if that sending landed, or the refusal again, final once ``after_ms`` has passed."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(after_ms / 1000))
+    reason = (
+        f"refused ({error.code_name}), but an earlier sending may still be decided:"
+        f" asked again after {when}"
+    )
+    log.warning("%s %s", what, reason)
+    _postpone(store, request, what, 0, after_ms)
     return OutcomeUnknown(what, reason, error)
 
 

@@ -113,7 +113,17 @@ def may_renew(stored_ms: int, sent_ms: int) -> bool:
     """True when a request stored at ``stored_ms`` (after it was dated, before it was first
     sent), refused as too old in a sending that began at ``sent_ms``, may be built afresh:
     no earlier sending of it can still be at the gateway (the module docstring)."""
-    return sent_ms - stored_ms >= FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS
+    return sent_ms >= decidable_until(stored_ms)
+
+
+def decidable_until(stored_ms: int) -> int:
+    """The first moment of the merchant's clock at which a sending that begins then may
+    take a verified refusal of a request stored at ``stored_ms`` as final, whatever its
+    code: no earlier sending of the same bytes can still be decided at the gateway. The
+    bound of ``may_renew``: an earlier sending was let in while the bytes' date was
+    fresh, and the proof in the module docstring holds for any refusal that follows it,
+    not only one as too old."""
+    return stored_ms + FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS
 
 
 def pi_past_bound(preq_date_ms: int, sent_ms: int) -> str | None:

@@ -4,17 +4,19 @@ Authorizations (``authorizer``), settlement operations (``settlement``) and batc
 changes (``batches``) go through the same life, written here once: stored byte for byte,
 sent; the gateway's answer judged as ``outcome`` says (verified, of a result code this
 release reads: saved, the request ends; a verified SET Error: it ends failed, or,
-refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, or,
-as surely, ends failed where none built afresh could pass (``_never_renewable``: an
-order whose PI is past the gateway's bound), but for the codes ``outcome.is_refusal``
-holds back; anything else, a verified answer of a result code this release cannot read
-too: it stays sent, "outcome unknown, will retry"); sent again, the same bytes, by
-``resume``. A request once answered with a code this
-release cannot read is neither built afresh nor ended failed, whatever verified SET
-Error follows: the gateway decided those bytes (``outcome.answer_gone``). Each kind
-says how it is sent and its answer saved (``_exchange``), how it ends failed and how
-it is built afresh; and, where it differs for a reason it gives, when its bytes were
-stored (``_stored_ms``) and how ``resume`` sends one again (``_resend``).
+refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, or, as
+surely, ends failed where none built afresh could pass (``_never_renewable``: an order
+whose PI is past the gateway's bound), but for the codes ``outcome.is_refusal`` holds
+back, and not while it answers ``resume`` resending bytes an earlier sending of which
+may still be decided at the gateway (``outcome.undecided``: it waits); anything else, a
+verified answer of a result code this release cannot read too: it stays sent, "outcome
+unknown, will retry"); sent again, the same bytes, by ``resume``. A request once
+answered with a code this release cannot read is neither built afresh nor ended failed,
+whatever verified SET Error follows: the gateway decided those bytes
+(``outcome.answer_gone``). Each kind says how it is sent and its answer saved
+(``_exchange``), how it ends failed and how it is built afresh; and, where it differs
+for a reason it gives, when its bytes were stored (``_stored_ms``) and how ``resume``
+sends one again (``_resend``).
 
 Once a request is stored, nothing that goes wrong ends it but the gateway's verified
 word: a failure of the merchant's own (its key backend opening the answer, its store
@@ -148,9 +150,11 @@ class StoredRequests(abc.ABC, Generic[R]):
 
         A verified answer ends it as the answer says (one of a result code this release
         cannot read does not), a verified SET Error ends it failed (not once such an
-        answer came: ``_refused``); a refusal as too old that ``renewal`` lets the
-        merchant build afresh is built afresh and sent, once (``renewable``). Anything
-        else raises ``OutcomeUnknown`` and leaves it sent, for ``resume``.
+        answer came: ``_refused``; nor, until ``renewal.decidable_until``, one that
+        answers ``resume``'s resend: ``outcome.undecided``); a refusal as too old that
+        ``renewal`` lets the merchant build afresh is built afresh and sent, once
+        (``renewable``). Anything else raises ``OutcomeUnknown`` and leaves it sent, for
+        ``resume``.
         """
         try:
             return self._judged(request, renewable)
@@ -162,6 +166,7 @@ class StoredRequests(abc.ABC, Generic[R]):
     def _judged(self, request: R, renewable: bool) -> R:
         """``_send``, but for the merchant's own failures, which it lets through."""
         sent_ms = now_ms()  # before sending: the gateway decides no earlier (``renewal``)
+        resent = self._sending.resent is not None and self._sending.resent == _bytes_key(request)
         try:
             return self._exchanged(request)
         except UnknownResultCode as exc:  # verified, but not read: counted, put off
@@ -171,7 +176,23 @@ class StoredRequests(abc.ABC, Generic[R]):
                 raise outcome.pending(self._store, request, self._named(request), exc) from exc
             if renewable and renewal.refused_as_stale(exc):
                 return self._renew(request, exc, sent_ms)
+            if self._undecided_yet(request, resent, sent_ms):
+                until = renewal.decidable_until(self._stored_ms(request))
+                raise outcome.undecided(
+                    self._store, request, self._named(request), exc, until
+                ) from exc
             return self._refused(request, exc)
+
+    def _undecided_yet(self, request: R, resent: bool, sent_ms: int) -> bool:
+        """True when a verified refusal of a sending that began at ``sent_ms`` is not
+        final yet: ``resume`` sent these bytes again (``resent``), and an earlier
+        sending of them may still be decided at the gateway (``renewal.may_renew``'s
+        bound), refused now by a check it passed (a clock stepped back, a certificate
+        expired or revoked since). Not for bytes answered before with a result code this
+        release cannot read: the gateway decided them (``_refused``, which says so)."""
+        if not resent or renewal.may_renew(self._stored_ms(request), sent_ms):
+            return False
+        return not self._store.unreadable_answers(request)
 
     def _exchanged(self, request: R) -> R:
         """``_exchange``, noted for ``resume`` (``_Sending``): the request sent, and
@@ -328,12 +349,19 @@ class StoredRequests(abc.ABC, Generic[R]):
             if stop is not None and stop.is_set():
                 break
             sending.key, sending.answered = None, False
+            # Bytes stored and waiting were sent before (or may have been: a crash
+            # between storing and sending): a refusal of this sending is final only
+            # once no earlier one can still be decided (``_judged``). Bytes built afresh
+            # here have an RRPID of their own, and this is their only sending.
+            sending.resent = _bytes_key(request)
             try:
                 done = self._resend(request)
             except OutcomeUnknown as exc:  # logged as it was raised
                 done, no_answer = None, isinstance(exc.cause, TransportError)
             else:
                 no_answer = False
+            finally:
+                sending.resent = None
             answered = answered or sending.answered
             if no_answer:
                 self._end_round(waiting[number:], answered)
@@ -375,6 +403,8 @@ class _Sending(threading.local):
 
     key: bytes | None = None
     answered = False
+    #: The RRPID of the stored bytes ``resume`` is sending again (``_bytes_key``).
+    resent: bytes | None = None
 
 
 def _stepped_back(at_ms: int, latest_ms: int) -> bool:
@@ -383,6 +413,12 @@ def _stepped_back(at_ms: int, latest_ms: int) -> bool:
     adds), beyond ``CLOCK_STEP_MS``: the clock has stepped back since. A plain integer
     test on what ``resume`` read already: no query of its own."""
     return at_ms > latest_ms + CLOCK_STEP_MS
+
+
+def _bytes_key(request: Order | Operation | BatchRequest) -> bytes | None:
+    """The RRPID of the bytes a request holds: an order's AuthReq's (None before it has
+    one), an operation's or batch change's own."""
+    return request.auth_rrpid if isinstance(request, Order) else request.rrpid
 
 
 def _key(request: Order | Operation | BatchRequest) -> bytes:

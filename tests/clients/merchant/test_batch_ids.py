@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from clients.errors import OrderStateError
+from clients.merchant import renewal
 from clients.merchant.records import OperationState
 from setcore.capture import MAX_BATCH_ID_CHARS
 from setcore.gateway_admin import TransactionPage
@@ -17,6 +18,7 @@ from setpay.v1 import gateway_admin_pb2
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory
 from tests.clients.merchant.tampering_support import TamperingGateway, gateway_batches
+from tests.clients.merchant.test_renewal_in_flight import _clocks
 
 OPEN = gateway_admin_pb2.BATCH_OPERATION_OPEN
 CLOSE = gateway_admin_pb2.BATCH_OPERATION_CLOSE
@@ -52,7 +54,10 @@ def test_administer_refuses_a_batch_id_no_gateway_takes(
 
 @pytest.mark.parametrize("operation", [CLOSE, PURGE], ids=["close", "purge"])
 def test_a_change_of_no_batch_left_by_an_earlier_release_advises_serve(
-    bank: RunningBank, make_merchant: MerchantFactory, operation: int
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    operation: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A close (or purge) of batch "" an earlier release stored, its answer lost, waits
     where an open does. The advice used to be to give it again, which the command line
@@ -69,7 +74,12 @@ def test_a_change_of_no_batch_left_by_an_earlier_release_advises_serve(
     assert "let serve send it (its start-up round" in said and "before open" in said
     assert "no command can give it again" in said
     assert f"give batch {name} again" not in said
-    [ended] = merchant.batches.resume()  # what serve's rounds do
+    # Left by an earlier release, so stored long before this release's round sends it
+    # again: no earlier sending can still be decided, and the refusal is final
+    # (``outcome.undecided``). The merchant's clock moves, not the gateway's.
+    with monkeypatch.context() as later:
+        _clocks(later, 0, renewal.decidable_until(0) + 1_000)
+        [ended] = merchant.batches.resume()  # what serve's rounds do
     assert ended.state is OperationState.FAILED and ended.batch_id == ""
     assert merchant.store.batch_requests(OperationState.SENT) == []
     opened = merchant.batches.administer(OPEN)
